@@ -1,0 +1,33 @@
+"""actlab: understand, verify, measure and choose activation functions, with evidence.
+
+Stages (each depends only on those before it)::
+
+    catalog -> analysis -> experiments (studies) -> report / recommend
+"""
+
+from actlab.catalog import (
+    Activation,
+    ActivationModule,
+    ActivationSpec,
+    formula,
+    from_callable,
+    get,
+    names,
+    register,
+    unregister,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation",
+    "ActivationModule",
+    "ActivationSpec",
+    "__version__",
+    "formula",
+    "from_callable",
+    "get",
+    "names",
+    "register",
+    "unregister",
+]

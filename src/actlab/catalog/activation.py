@@ -1,0 +1,320 @@
+"""The activation object: a spec bound to parameter values.
+
+``Activation`` is what ``actlab.get`` returns. It is callable on tensors (and NumPy
+arrays), knows its analytic derivative, and builds ``nn.Module`` s whose backward is a
+memory-efficient custom ``autograd.Function`` (it saves only its input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from actlab.catalog.spec import ActivationSpec
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _as_tensor(x: Any) -> tuple[Tensor, bool]:
+    """Return ``(tensor, was_numpy)``; integer and bool inputs become floating point."""
+    if isinstance(x, Tensor):
+        t = x
+        was_numpy = False
+    elif isinstance(x, np.ndarray | np.generic | float | int | list | tuple):
+        arr = np.asarray(x)
+        if not np.issubdtype(arr.dtype, np.floating):
+            arr = arr.astype(np.float64)
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+        was_numpy = True
+    else:
+        raise TypeError(
+            f"expected a torch.Tensor or a NumPy array, got {type(x).__name__}"
+        )
+    if not t.is_floating_point():
+        t = t.to(torch.get_default_dtype())
+    return t, was_numpy
+
+
+def _upcast(x: Tensor) -> Tensor:
+    """Half-precision inputs are computed in float32 (PyTorch's own 'opmath' rule)."""
+    return x.float() if x.dtype in _LOW_PRECISION else x
+
+
+class Activation:
+    """An activation function with fixed hyper-parameters.
+
+    Args:
+        spec: the :class:`ActivationSpec` it implements.
+        learn: names of parameters that ``module()`` makes learnable
+            (default: the spec's ``learned_by_default``).
+        **params: hyper-parameter values overriding the spec's defaults.
+
+    Example:
+        >>> import actlab, torch
+        >>> act = actlab.get("leaky_relu", alpha=0.1)
+        >>> act(torch.tensor([-1.0, 2.0]))
+        tensor([-0.1000,  2.0000])
+    """
+
+    def __init__(
+        self, spec: ActivationSpec, *, learn: Iterable[str] | None = None, **params: float
+    ) -> None:
+        unknown = set(params) - set(spec.params)
+        if unknown:
+            accepted = ", ".join(sorted(spec.params)) or "none"
+            raise ValueError(
+                f"{spec.name} has no parameter {', '.join(sorted(unknown))}; "
+                f"accepted parameters: {accepted}"
+            )
+        values: dict[str, float] = dict(spec.params)
+        for key, value in params.items():
+            try:
+                values[key] = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{spec.name} parameter {key} must be a number, got {value!r}"
+                ) from None
+            low, high = spec.param_ranges.get(key, (None, None))
+            if (low is not None and values[key] < low) or (high is not None and values[key] > high):
+                raise ValueError(
+                    f"{spec.name} parameter {key}={value!r} is out of range; "
+                    f"accepted: [{low if low is not None else '-inf'}, "
+                    f"{high if high is not None else 'inf'}]"
+                )
+        learned = tuple(spec.learned_by_default if learn is None else learn)
+        bad = set(learned) - set(spec.learnable)
+        if bad:
+            accepted = ", ".join(spec.learnable) or "none"
+            raise ValueError(
+                f"{spec.name} cannot learn {', '.join(sorted(bad))}; learnable: {accepted}"
+            )
+        self.spec = spec
+        self._params = values
+        self.learn = learned
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+    @property
+    def formula(self) -> str:
+        return self.spec.formula
+
+    @property
+    def reference(self) -> str:
+        return self.spec.reference
+
+    @property
+    def params(self) -> dict[str, float]:
+        """The hyper-parameter values (a copy)."""
+        return dict(self._params)
+
+    @property
+    def native(self) -> str | None:
+        """Name of the native PyTorch equivalent for these parameters, if any."""
+        return self.spec.native if self.native_fn is not None else None
+
+    @property
+    def native_fn(self) -> Any:
+        """The native PyTorch callable for these parameters, or ``None``."""
+        if self.spec.native_factory is None:
+            return None
+        return self.spec.native_factory(self._params)
+
+    @property
+    def gated(self) -> bool:
+        return self.spec.gated
+
+    @property
+    def key(self) -> str:
+        """A string that :func:`actlab.get` turns back into this activation's function.
+
+        The registered name, or ``"formula:<text>"`` for a formula activation; used to
+        send activations to worker processes and to store them in a study database.
+        """
+        return f"formula:{self.spec.source}" if self.spec.source is not None else self.name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        from actlab.catalog.registry import _rebuild
+
+        return (_rebuild, (self.key, self.spec.name, self._params, self.learn))
+
+    def with_params(self, **params: float) -> Activation:
+        """A copy with some hyper-parameters changed."""
+        return Activation(self.spec, learn=self.learn, **{**self._params, **params})
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v:g}" for k, v in self._params.items())
+        return f"Activation({self.name}{', ' if args else ''}{args})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Activation)
+            and other.spec is self.spec
+            and other._params == self._params
+            and other.learn == self.learn
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.spec.name, tuple(sorted(self._params.items())), self.learn))
+
+    # ------------------------------------------------------------------ maths
+    def _check_gated(self, x: Tensor) -> None:
+        if x.dim() == 0 or x.shape[-1] % 2:
+            raise ValueError(
+                f"{self.name} splits the last dimension into two halves and needs it to be "
+                f"even; got a tensor of shape {tuple(x.shape)}"
+            )
+
+    def _forward(self, x: Tensor, params: Mapping[str, Any]) -> Tensor:
+        """f(x) on a tensor already in compute precision."""
+        if self.spec.gated:
+            self._check_gated(x)
+            a, b = x.chunk(2, dim=-1)
+            return self.spec.forward(a, b, **params)
+        return self.spec.forward(x, **params)
+
+    def _derivative(self, x: Tensor, params: Mapping[str, Any]) -> Tensor:
+        """f'(x) (for gated: the two partials concatenated), in compute precision."""
+        if self.spec.derivative is None:
+            with torch.enable_grad():
+                xr = x.detach().requires_grad_(True)
+                detached = {
+                    k: (v.detach() if isinstance(v, Tensor) else v) for k, v in params.items()
+                }
+                y = self._forward(xr, detached)
+                if self.spec.gated:
+                    # out_i depends on a_i and b_i only: d(sum out)/dx gives both partials
+                    (g,) = torch.autograd.grad(y.sum(), xr)
+                else:
+                    (g,) = torch.autograd.grad(y, xr, torch.ones_like(y))
+            return g
+        if self.spec.gated:
+            self._check_gated(x)
+            a, b = x.chunk(2, dim=-1)
+            da, db = self.spec.derivative(a, b, **params)
+            return torch.cat([da, db], dim=-1)
+        return self.spec.derivative(x, **params)
+
+    def __call__(self, x: Any) -> Any:
+        """f(x). Tensors in, tensor out (same dtype and device); NumPy in, NumPy out."""
+        t, was_numpy = _as_tensor(x)
+        y = self._forward(_upcast(t), self._params).to(t.dtype)
+        return y.numpy() if was_numpy else y
+
+    def derivative(self, x: Any) -> Any:
+        """The analytic first derivative f'(x), element-wise.
+
+        For gated activations (GLU family) the result has the input's shape: the first
+        half holds df/da and the second half df/db for each output element.
+        """
+        t, was_numpy = _as_tensor(x)
+        with torch.no_grad():
+            g = self._derivative(_upcast(t), self._params).to(t.dtype)
+        return g.numpy() if was_numpy else g
+
+    def module(self, fast: bool = False) -> nn.Module:
+        """A ``torch.nn.Module`` computing this activation.
+
+        Its backward is a custom ``autograd.Function`` that saves only the input and
+        recomputes f'(x) from it; learnable parameters are ``nn.Parameter`` s.
+        ``fast=True`` compiles forward and derivative (see :mod:`actlab.catalog.fast`).
+        """
+        if fast:
+            from actlab.catalog.fast import FastActivationModule
+
+            return FastActivationModule(self)
+        return ActivationModule(self)
+
+    def properties(self) -> Any:
+        """Measured properties (range, monotonicity, ...): see :mod:`actlab.analysis`."""
+        from actlab.analysis.properties import properties
+
+        return properties(self)
+
+
+class _MemoryEfficientFn(torch.autograd.Function):
+    """Forward saves only x (and learned parameters); backward recomputes f'(x)."""
+
+    @staticmethod
+    def forward(ctx: Any, act: Activation, names: tuple[str, ...], x: Tensor, *learned: Tensor):
+        params: dict[str, Any] = dict(act._params)
+        params.update(zip(names, learned, strict=True))
+        ctx.act, ctx.names = act, names
+        ctx.save_for_backward(x, *learned)
+        with torch.no_grad():
+            return act._forward(_upcast(x), params).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor):
+        x, *learned = ctx.saved_tensors
+        act: Activation = ctx.act
+        params: dict[str, Any] = dict(act._params)
+        params.update(zip(ctx.names, learned, strict=True))
+        grad_x = None
+        xc = _upcast(x)
+        if ctx.needs_input_grad[2]:
+            d = act._derivative(xc, params).to(grad_out.dtype)
+            # gated: out_i depends on a_i and b_i, so both halves take the same grad_out
+            g = torch.cat([grad_out, grad_out], dim=-1) if act.gated else grad_out
+            grad_x = g * d
+        grads_p: list[Tensor | None] = [None] * len(learned)
+        wanted = [i for i, _ in enumerate(learned) if ctx.needs_input_grad[3 + i]]
+        if wanted:
+            # parameter gradients: recompute f from the saved input with autograd
+            with torch.enable_grad():
+                leaves = [p.detach().requires_grad_(True) for p in learned]
+                p2 = dict(act._params)
+                p2.update(zip(ctx.names, leaves, strict=True))
+                y = act._forward(xc.detach(), p2)
+                got = torch.autograd.grad(
+                    y, [leaves[i] for i in wanted], grad_out.to(y.dtype), allow_unused=True
+                )
+            for i, g in zip(wanted, got, strict=True):
+                grads_p[i] = torch.zeros_like(learned[i]) if g is None else g.to(learned[i].dtype)
+        return (None, None, grad_x, *grads_p)
+
+
+class ActivationModule(nn.Module):
+    """``nn.Module`` wrapper of an :class:`Activation` with a memory-efficient backward.
+
+    Shape: ``(*, H)`` -> ``(*, H)``; gated activations: ``(*, 2H)`` -> ``(*, H)``.
+
+    Example:
+        >>> m = actlab.get("silu", learn=["beta"]).module()
+        >>> m(torch.randn(4, 8)).shape
+        torch.Size([4, 8])
+    """
+
+    def __init__(self, act: Activation) -> None:
+        super().__init__()
+        self.act = act
+        self._learned = tuple(act.learn)
+        for name in self._learned:
+            self.register_parameter(
+                name, nn.Parameter(torch.tensor(act.params[name], dtype=torch.get_default_dtype()))
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        learned = [getattr(self, n) for n in self._learned]
+        return _MemoryEfficientFn.apply(self.act, self._learned, x, *learned)
+
+    def current(self) -> Activation:
+        """The activation with learned parameters at their current values."""
+        values = {n: float(getattr(self, n).detach()) for n in self._learned}
+        return self.act.with_params(**values)
+
+    def extra_repr(self) -> str:
+        fixed = ", ".join(f"{k}={v:g}" for k, v in self.act.params.items() if k not in self._learned)
+        learned = ", ".join(f"{k}=learned" for k in self._learned)
+        inner = ", ".join(s for s in (fixed, learned) if s)
+        return f"{self.act.name}{', ' if inner else ''}{inner}"

@@ -1,0 +1,552 @@
+"""The built-in activation zoo: one :class:`ActivationSpec` per activation.
+
+Conventions for stability (checked by ``tests/catalog`` and ``actlab audit``):
+
+* never ``exp`` of a large positive number: clamp the argument, or use ``expm1`` of the
+  non-positive part, ``softplus``/``logsigmoid`` forms, or ``sigmoid``;
+* ``sech^2(x)`` is ``4 sigmoid(2x) sigmoid(-2x)``, not ``1 - tanh^2`` (no cancellation);
+* ``sigmoid'(x)`` is ``sigmoid(x) sigmoid(-x)``;
+* both branches of ``torch.where`` stay finite, so autograd of the forward has no NaN;
+* half-precision inputs are computed in float32 by :class:`Activation`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from actlab.catalog.spec import ActivationSpec
+
+SQRT_2 = math.sqrt(2.0)
+SQRT_2PI = math.sqrt(2.0 * math.pi)
+GELU_TANH_K = math.sqrt(2.0 / math.pi)
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+SPECS: list[ActivationSpec] = []
+
+
+def spec(**kwargs) -> ActivationSpec:
+    s = ActivationSpec(**kwargs)
+    SPECS.append(s)
+    return s
+
+
+def _sig_prime(z: Tensor) -> Tensor:
+    """sigmoid'(z) = sigmoid(z) sigmoid(-z), accurate in both tails."""
+    return torch.sigmoid(z) * torch.sigmoid(-z)
+
+
+def _sech2(z: Tensor) -> Tensor:
+    """sech^2(z) = 4 sigmoid(2z) sigmoid(-2z), accurate in both tails."""
+    return 4.0 * _sig_prime(2.0 * z)
+
+
+def _softplus(z: Tensor) -> Tensor:
+    """log(1 + e^z) without overflow, exact in both tails: relu(z) + log1p(e^-|z|)."""
+    return torch.relu(z) + torch.log1p(torch.exp(-z.abs()))
+
+
+def _phi(x: Tensor) -> Tensor:
+    """Standard normal density."""
+    return torch.exp(-0.5 * x * x) / SQRT_2PI
+
+
+def _Phi(x: Tensor) -> Tensor:
+    """Standard normal CDF via erfc: accurate in the lower tail."""
+    return 0.5 * torch.special.erfc(-x / SQRT_2)
+
+
+def _step(cond: Tensor, x: Tensor) -> Tensor:
+    return cond.to(x.dtype)
+
+
+def _native(fn):
+    """Native factory that is valid for every parameter value."""
+    return lambda p: (lambda x: fn(x, **p))
+
+
+# ----------------------------------------------------------------------------- linear
+spec(
+    name="identity", aliases=("linear", "none"), family="linear", formula="f(x) = x",
+    reference="linear baseline (no activation)",
+    forward=lambda x: x.clone(),
+    derivative=lambda x: torch.ones_like(x),
+)
+
+# ----------------------------------------------------------------------------- sigmoid family
+spec(
+    name="sigmoid", aliases=("logistic",), family="sigmoid", formula="f(x) = 1 / (1 + e^-x)",
+    reference="logistic function (Verhulst 1838); Rumelhart et al. 1986",
+    forward=torch.sigmoid, derivative=_sig_prime,
+    native="torch.sigmoid", native_factory=lambda p: torch.sigmoid,
+)
+spec(
+    name="tanh", family="sigmoid", formula="f(x) = tanh(x)",
+    reference="LeCun et al. 1998, Efficient BackProp",
+    forward=torch.tanh, derivative=_sech2,
+    native="torch.tanh", native_factory=lambda p: torch.tanh,
+)
+spec(
+    name="hardsigmoid", aliases=("hard_sigmoid",), family="sigmoid",
+    formula="f(x) = relu6(x + 3) / 6",
+    reference="Howard et al. 2019, Searching for MobileNetV3",
+    forward=lambda x: F.relu6(x + 3.0) / 6.0,
+    derivative=lambda x: _step((x > -3.0) & (x < 3.0), x) / 6.0,
+    native="F.hardsigmoid", native_factory=lambda p: F.hardsigmoid,
+    kinks=lambda: (-3.0, 3.0),
+)
+spec(
+    name="logsigmoid", aliases=("log_sigmoid",), family="sigmoid",
+    formula="f(x) = log(sigmoid(x)) = -softplus(-x)",
+    reference="log of the logistic function",
+    forward=lambda x: -_softplus(-x), derivative=lambda x: torch.sigmoid(-x),
+    native="F.logsigmoid", native_factory=lambda p: F.logsigmoid,
+)
+spec(
+    name="hardtanh", aliases=("hard_tanh",), family="sigmoid",
+    formula="f(x) = clamp(x, min_val, max_val)",
+    reference="Collobert 2004, Large scale machine learning",
+    params={"min_val": -1.0, "max_val": 1.0},
+    forward=lambda x, min_val, max_val: x.clamp(min_val, max_val),
+    derivative=lambda x, min_val, max_val: _step((x > min_val) & (x < max_val), x),
+    native="F.hardtanh", native_factory=_native(F.hardtanh),
+    kinks=lambda min_val, max_val: (min_val, max_val),
+)
+spec(
+    name="softsign", family="sigmoid", formula="f(x) = x / (1 + |x|)",
+    reference="Bergstra et al. 2009; Glorot & Bengio 2010",
+    forward=lambda x: x / (1.0 + x.abs()),
+    derivative=lambda x: (1.0 + x.abs()).reciprocal().square(),
+    native="F.softsign", native_factory=lambda p: F.softsign,
+)
+spec(
+    name="arctan", aliases=("atan",), family="sigmoid", formula="f(x) = arctan(x)",
+    reference="inverse tangent squashing function",
+    forward=torch.atan, derivative=lambda x: (1.0 + x * x).reciprocal(),
+)
+
+
+def _isru(x: Tensor, alpha: float) -> Tensor:
+    return x / torch.hypot(torch.ones_like(x), math.sqrt(alpha) * x)
+
+
+def _isru_prime(x: Tensor, alpha: float) -> Tensor:
+    return torch.hypot(torch.ones_like(x), math.sqrt(alpha) * x).reciprocal().pow(3)
+
+
+spec(
+    name="isru", family="sigmoid", formula="f(x) = x / sqrt(1 + alpha x^2)",
+    reference="Carlile et al. 2017, Improving Deep Learning by Inverse Square Root Linear Units",
+    params={"alpha": 1.0}, param_ranges={"alpha": (1e-12, None)},
+    forward=_isru, derivative=_isru_prime,
+)
+
+# ----------------------------------------------------------------------------- ReLU family
+spec(
+    name="relu", family="relu", formula="f(x) = max(0, x)",
+    reference="Nair & Hinton 2010; Glorot et al. 2011",
+    forward=torch.relu, derivative=lambda x: _step(x > 0, x),
+    native="F.relu", native_factory=lambda p: F.relu,
+    kinks=lambda: (0.0,),
+)
+spec(
+    name="leaky_relu", aliases=("leakyrelu", "lrelu"), family="relu",
+    formula="f(x) = x if x > 0 else alpha x",
+    reference="Maas et al. 2013, Rectifier Nonlinearities Improve Neural Network Acoustic Models",
+    params={"alpha": 0.01},
+    forward=lambda x, alpha: torch.where(x > 0, x, alpha * x),
+    derivative=lambda x, alpha: torch.where(x > 0, torch.ones_like(x), alpha * torch.ones_like(x)),
+    native="F.leaky_relu", native_factory=lambda p: (lambda x: F.leaky_relu(x, p["alpha"])),
+    kinks=lambda alpha: (0.0,),
+)
+spec(
+    name="prelu", family="relu", formula="f(x) = x if x > 0 else alpha x, alpha learned",
+    reference="He et al. 2015, Delving Deep into Rectifiers",
+    params={"alpha": 0.25}, learnable=("alpha",), learned_by_default=("alpha",),
+    forward=lambda x, alpha: torch.where(x > 0, x, alpha * x),
+    derivative=lambda x, alpha: torch.where(x > 0, torch.ones_like(x), alpha * torch.ones_like(x)),
+    native="F.prelu",
+    native_factory=lambda p: (lambda x: F.prelu(x, torch.tensor([p["alpha"]], dtype=x.dtype))),
+    kinks=lambda alpha: (0.0,),
+)
+spec(
+    name="rrelu", family="relu",
+    formula="f(x) = x if x > 0 else (lower + upper) / 2 x   (evaluation mode)",
+    reference="Xu et al. 2015, Empirical Evaluation of Rectified Activations",
+    params={"lower": 1.0 / 8.0, "upper": 1.0 / 3.0},
+    forward=lambda x, lower, upper: torch.where(x >= 0, x, 0.5 * (lower + upper) * x),
+    derivative=lambda x, lower, upper: torch.where(
+        x > 0, torch.ones_like(x), 0.5 * (lower + upper) * torch.ones_like(x)
+    ),
+    native="F.rrelu",
+    native_factory=lambda p: (lambda x: F.rrelu(x, p["lower"], p["upper"], training=False)),
+    kinks=lambda lower, upper: (0.0,),
+)
+spec(
+    name="relu6", family="relu", formula="f(x) = min(max(0, x), 6)",
+    reference="Krizhevsky 2010, Convolutional Deep Belief Networks on CIFAR-10",
+    forward=lambda x: x.clamp(0.0, 6.0),
+    derivative=lambda x: _step((x > 0) & (x < 6.0), x),
+    native="F.relu6", native_factory=lambda p: F.relu6,
+    kinks=lambda: (0.0, 6.0),
+)
+spec(
+    name="threshold", family="relu", formula="f(x) = x if x > threshold else value",
+    reference="torch.nn.Threshold",
+    params={"threshold": 0.0, "value": 0.0},
+    forward=lambda x, threshold, value: torch.where(x > threshold, x, torch.full_like(x, value)),
+    derivative=lambda x, threshold, value: _step(x > threshold, x),
+    native="F.threshold",
+    native_factory=lambda p: (lambda x: F.threshold(x, p["threshold"], p["value"])),
+    kinks=lambda threshold, value: (threshold,),
+    continuous=False,
+)
+spec(
+    name="squared_relu", aliases=("relu_squared", "relu2"), family="relu",
+    formula="f(x) = max(0, x)^2",
+    reference="So et al. 2021, Primer: Searching for Efficient Transformers",
+    forward=lambda x: torch.relu(x).square(), derivative=lambda x: 2.0 * torch.relu(x),
+)
+
+
+def _elu(x: Tensor, alpha: float) -> Tensor:
+    return torch.where(x > 0, x, alpha * torch.expm1(x.clamp(max=0.0)))
+
+
+def _elu_prime(x: Tensor, alpha: float) -> Tensor:
+    return torch.where(x > 0, torch.ones_like(x), alpha * torch.exp(x.clamp(max=0.0)))
+
+
+spec(
+    name="elu", family="exponential", formula="f(x) = x if x > 0 else alpha (e^x - 1)",
+    reference="Clevert et al. 2016, Fast and Accurate Deep Network Learning by ELUs",
+    params={"alpha": 1.0},
+    forward=_elu, derivative=_elu_prime,
+    native="F.elu", native_factory=lambda p: (lambda x: F.elu(x, p["alpha"])),
+    kinks=lambda alpha: () if alpha == 1.0 else (0.0,),
+)
+spec(
+    name="selu", family="exponential",
+    formula="f(x) = scale (x if x > 0 else alpha (e^x - 1)), alpha=1.6733, scale=1.0507",
+    reference="Klambauer et al. 2017, Self-Normalizing Neural Networks",
+    forward=lambda x: SELU_SCALE * _elu(x, SELU_ALPHA),
+    derivative=lambda x: SELU_SCALE * _elu_prime(x, SELU_ALPHA),
+    native="F.selu", native_factory=lambda p: F.selu,
+    kinks=lambda: (0.0,),
+)
+spec(
+    name="celu", family="exponential", formula="f(x) = x if x > 0 else alpha (e^(x/alpha) - 1)",
+    reference="Barron 2017, Continuously Differentiable Exponential Linear Units",
+    params={"alpha": 1.0}, param_ranges={"alpha": (1e-12, None)},
+    forward=lambda x, alpha: torch.where(x > 0, x, alpha * torch.expm1(x.clamp(max=0.0) / alpha)),
+    derivative=lambda x, alpha: torch.where(
+        x > 0, torch.ones_like(x), torch.exp(x.clamp(max=0.0) / alpha)
+    ),
+    native="F.celu", native_factory=lambda p: (lambda x: F.celu(x, p["alpha"])),
+)
+
+
+def _isrlu(x: Tensor, alpha: float) -> Tensor:
+    return torch.where(x >= 0, x, _isru(x, alpha))
+
+
+spec(
+    name="isrlu", family="exponential", formula="f(x) = x if x >= 0 else x / sqrt(1 + alpha x^2)",
+    reference="Carlile et al. 2017, Improving Deep Learning by Inverse Square Root Linear Units",
+    params={"alpha": 1.0}, param_ranges={"alpha": (1e-12, None)},
+    forward=_isrlu,
+    derivative=lambda x, alpha: torch.where(x >= 0, torch.ones_like(x), _isru_prime(x, alpha)),
+)
+
+
+def _elish(x: Tensor) -> Tensor:
+    return torch.where(x >= 0, x, torch.expm1(x.clamp(max=0.0))) * torch.sigmoid(x)
+
+
+def _elish_prime(x: Tensor) -> Tensor:
+    s, sp = torch.sigmoid(x), _sig_prime(x)
+    xn = x.clamp(max=0.0)
+    return torch.where(x >= 0, s + x * sp, torch.exp(xn) * s + torch.expm1(xn) * sp)
+
+
+spec(
+    name="elish", family="exponential",
+    formula="f(x) = x sigmoid(x) if x >= 0 else (e^x - 1) sigmoid(x)",
+    reference="Basirat & Roth 2018, The Quest for the Golden Activation Function",
+    forward=_elish, derivative=_elish_prime,
+)
+
+# ----------------------------------------------------------------------------- smooth gates
+spec(
+    name="gelu", aliases=("gelu_erf",), family="gating",
+    formula="f(x) = x Phi(x) = x/2 (1 + erf(x / sqrt 2))",
+    reference="Hendrycks & Gimpel 2016, Gaussian Error Linear Units",
+    forward=lambda x: x * _Phi(x),
+    derivative=lambda x: _Phi(x) + x * _phi(x),
+    native="F.gelu", native_factory=lambda p: F.gelu,
+)
+
+
+def _gelu_tanh_u(x: Tensor) -> tuple[Tensor, Tensor]:
+    # 0.5 (1 + tanh(v)) = sigmoid(2 v): no 1 + (-1) cancellation in the lower tail
+    u = 2.0 * GELU_TANH_K * (x + 0.044715 * x * x * x)
+    du = 2.0 * GELU_TANH_K * (1.0 + 3.0 * 0.044715 * x * x)
+    return u, du
+
+
+def _gelu_tanh(x: Tensor) -> Tensor:
+    u, _ = _gelu_tanh_u(x)
+    return x * torch.sigmoid(u)
+
+
+def _gelu_tanh_prime(x: Tensor) -> Tensor:
+    u, du = _gelu_tanh_u(x)
+    return torch.sigmoid(u) + x * _sig_prime(u) * du
+
+
+spec(
+    name="gelu_tanh", aliases=("gelu_approx", "gelu_new"), family="gating",
+    formula="f(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))",
+    reference="Hendrycks & Gimpel 2016 (tanh approximation, used by GPT-2 and BERT)",
+    forward=_gelu_tanh, derivative=_gelu_tanh_prime,
+    native="F.gelu(approximate='tanh')",
+    native_factory=lambda p: (lambda x: F.gelu(x, approximate="tanh")),
+)
+spec(
+    name="quick_gelu", aliases=("gelu_sigmoid",), family="gating", formula="f(x) = x sigmoid(1.702 x)",
+    reference="Hendrycks & Gimpel 2016 (sigmoid approximation, used by CLIP)",
+    forward=lambda x: x * torch.sigmoid(1.702 * x),
+    derivative=lambda x: torch.sigmoid(1.702 * x) + 1.702 * x * _sig_prime(1.702 * x),
+)
+
+
+def _silu_native(p):
+    return F.silu if p["beta"] == 1.0 else None
+
+
+spec(
+    name="silu", aliases=("swish", "swish1"), family="gating",
+    formula="f(x) = x sigmoid(beta x)",
+    reference="Elfwing et al. 2018 (SiLU); Ramachandran et al. 2017, Searching for Activation Functions (Swish)",
+    params={"beta": 1.0}, learnable=("beta",),
+    forward=lambda x, beta: x * torch.sigmoid(beta * x),
+    derivative=lambda x, beta: torch.sigmoid(beta * x) + beta * x * _sig_prime(beta * x),
+    native="F.silu", native_factory=_silu_native,
+)
+
+
+def _mish(x: Tensor) -> Tensor:
+    return x * torch.tanh(_softplus(x))
+
+
+def _mish_prime(x: Tensor) -> Tensor:
+    sp = _softplus(x)
+    return torch.tanh(sp) + x * _sech2(sp) * torch.sigmoid(x)
+
+
+spec(
+    name="mish", family="gating", formula="f(x) = x tanh(softplus(x))",
+    reference="Misra 2019, Mish: A Self Regularized Non-Monotonic Activation Function",
+    forward=_mish, derivative=_mish_prime,
+    native="F.mish", native_factory=lambda p: F.mish,
+)
+spec(
+    name="hardswish", aliases=("hard_swish",), family="gating",
+    formula="f(x) = x relu6(x + 3) / 6",
+    reference="Howard et al. 2019, Searching for MobileNetV3",
+    forward=lambda x: x * F.relu6(x + 3.0) / 6.0,
+    derivative=lambda x: torch.where(
+        x < -3.0, torch.zeros_like(x), torch.where(x <= 3.0, x / 3.0 + 0.5, torch.ones_like(x))
+    ),
+    native="F.hardswish", native_factory=lambda p: F.hardswish,
+    kinks=lambda: (-3.0, 3.0),
+)
+
+
+def _serf(x: Tensor) -> Tensor:
+    return x * torch.erf(_softplus(x))
+
+
+def _serf_prime(x: Tensor) -> Tensor:
+    sp = _softplus(x)
+    return torch.erf(sp) + x * (2.0 / math.sqrt(math.pi)) * torch.exp(-sp * sp) * torch.sigmoid(x)
+
+
+spec(
+    name="serf", family="gating", formula="f(x) = x erf(softplus(x))",
+    reference="Nag & Bhattacharyya 2021, SERF: Towards better training of deep neural networks",
+    forward=_serf, derivative=_serf_prime,
+)
+
+
+def _tanhexp(x: Tensor) -> Tensor:
+    # tanh(e^x) == 1 in float64 once x > 20, so clamping keeps e^x finite and f exact
+    return x * torch.tanh(torch.exp(x.clamp(max=20.0)))
+
+
+def _tanhexp_prime(x: Tensor) -> Tensor:
+    e = torch.exp(x.clamp(max=20.0))
+    return torch.tanh(e) + x * e * _sech2(e)
+
+
+spec(
+    name="tanhexp", family="gating", formula="f(x) = x tanh(e^x)",
+    reference="Liu & Di 2020, TanhExp: A Smooth Activation Function with High Convergence Speed",
+    forward=_tanhexp, derivative=_tanhexp_prime,
+)
+spec(
+    name="lisht", family="gating", formula="f(x) = x tanh(x)",
+    reference="Roy et al. 2019, LiSHT: Non-Parametric Linearly Scaled Hyperbolic Tangent",
+    forward=lambda x: x * torch.tanh(x),
+    derivative=lambda x: torch.tanh(x) + x * _sech2(x),
+)
+
+
+def _smelu(x: Tensor, beta: float) -> Tensor:
+    quad = (x + beta).square() / (4.0 * beta)
+    return torch.where(x >= beta, x, torch.where(x <= -beta, torch.zeros_like(x), quad))
+
+
+def _smelu_prime(x: Tensor, beta: float) -> Tensor:
+    lin = (x + beta) / (2.0 * beta)
+    return torch.where(x >= beta, torch.ones_like(x), torch.where(x <= -beta, torch.zeros_like(x), lin))
+
+
+spec(
+    name="smelu", family="relu",
+    formula="f(x) = 0 if x <= -beta; (x + beta)^2 / (4 beta) if |x| < beta; x if x >= beta",
+    reference="Shamir et al. 2022, Real World Large Scale Recommendation Systems Reproducibility and Smooth Activations",
+    params={"beta": 2.0}, param_ranges={"beta": (1e-6, None)},
+    forward=_smelu, derivative=_smelu_prime,
+)
+
+# ----------------------------------------------------------------------------- softplus and shrinkage
+spec(
+    name="softplus", family="softplus",
+    formula="f(x) = log(1 + e^(beta x)) / beta  (x where beta x > threshold)",
+    reference="Dugas et al. 2001, Incorporating Second-Order Functional Knowledge",
+    params={"beta": 1.0, "threshold": 20.0}, param_ranges={"beta": (1e-12, None)},
+    forward=lambda x, beta, threshold: torch.where(
+        beta * x > threshold, x, _softplus(beta * x) / beta
+    ),
+    derivative=lambda x, beta, threshold: torch.where(
+        beta * x > threshold, torch.ones_like(x), torch.sigmoid(beta * x)
+    ),
+    native="F.softplus",
+    native_factory=lambda p: (lambda x: F.softplus(x, p["beta"], p["threshold"])),
+    kinks=lambda beta, threshold: (threshold / beta,),
+)
+
+
+def _tanhshrink(x: Tensor) -> Tensor:
+    # x - tanh(x) cancels for small |x|: use its Taylor series there
+    x2 = x * x
+    series = x * x2 * (1.0 / 3.0 - x2 * (2.0 / 15.0 - x2 * (17.0 / 315.0 - x2 * 62.0 / 2835.0)))
+    return torch.where(x.abs() < 0.1, series, x - torch.tanh(x))
+
+
+spec(
+    name="tanhshrink", family="shrinkage", formula="f(x) = x - tanh(x)",
+    reference="torch.nn.Tanhshrink",
+    forward=_tanhshrink, derivative=lambda x: torch.tanh(x).square(),
+    native="F.tanhshrink", native_factory=lambda p: F.tanhshrink,
+)
+spec(
+    name="softshrink", family="shrinkage",
+    formula="f(x) = x - lambd if x > lambd; x + lambd if x < -lambd; else 0",
+    reference="Donoho 1995, soft thresholding",
+    params={"lambd": 0.5}, param_ranges={"lambd": (0.0, None)},
+    forward=lambda x, lambd: torch.where(
+        x > lambd, x - lambd, torch.where(x < -lambd, x + lambd, torch.zeros_like(x))
+    ),
+    derivative=lambda x, lambd: _step(x.abs() > lambd, x),
+    native="F.softshrink", native_factory=lambda p: (lambda x: F.softshrink(x, p["lambd"])),
+    kinks=lambda lambd: (-lambd, lambd),
+)
+spec(
+    name="hardshrink", family="shrinkage", formula="f(x) = x if |x| > lambd else 0",
+    reference="Donoho & Johnstone 1994, hard thresholding",
+    params={"lambd": 0.5}, param_ranges={"lambd": (0.0, None)},
+    forward=lambda x, lambd: torch.where(x.abs() > lambd, x, torch.zeros_like(x)),
+    derivative=lambda x, lambd: _step(x.abs() > lambd, x),
+    native="F.hardshrink", native_factory=lambda p: (lambda x: F.hardshrink(x, p["lambd"])),
+    kinks=lambda lambd: (-lambd, lambd), continuous=False,
+)
+
+
+def _bent(x: Tensor) -> Tensor:
+    # (sqrt(x^2 + 1) - 1) / 2 = x^2 / (2 (sqrt(x^2 + 1) + 1)): no cancellation near 0
+    h = torch.hypot(x, torch.ones_like(x))
+    return 0.5 * x * (x / (h + 1.0)) + x
+
+
+spec(
+    name="bent_identity", aliases=("bent",), family="other",
+    formula="f(x) = (sqrt(x^2 + 1) - 1) / 2 + x",
+    reference="bent identity (e.g. Godfrey & Gashler 2015)",
+    forward=_bent,
+    derivative=lambda x: 0.5 * x / torch.hypot(x, torch.ones_like(x)) + 1.0,
+)
+spec(
+    name="gaussian", family="other", formula="f(x) = exp(-x^2)",
+    reference="radial basis activation (Broomhead & Lowe 1988)",
+    forward=lambda x: torch.exp(-x * x), derivative=lambda x: -2.0 * x * torch.exp(-x * x),
+)
+spec(
+    name="sine", aliases=("sin", "siren"), family="periodic", formula="f(x) = sin(w0 x)",
+    reference="Sitzmann et al. 2020, Implicit Neural Representations with Periodic Activation Functions",
+    params={"w0": 1.0},
+    forward=lambda x, w0: torch.sin(w0 * x), derivative=lambda x, w0: w0 * torch.cos(w0 * x),
+)
+spec(
+    name="snake", family="periodic", formula="f(x) = x + sin^2(alpha x) / alpha",
+    reference="Ziyin et al. 2020, Neural Networks Fail to Learn Periodic Functions and How to Fix It",
+    params={"alpha": 1.0}, learnable=("alpha",), learned_by_default=("alpha",),
+    param_ranges={"alpha": (1e-9, None)},
+    forward=lambda x, alpha: x + torch.sin(alpha * x).square() / alpha,
+    derivative=lambda x, alpha: 1.0 + torch.sin(2.0 * alpha * x),
+)
+
+# ----------------------------------------------------------------------------- GLU family (gated)
+# forward(a, b): a is the value half, b the gate half (torch.nn.functional.glu's order)
+spec(
+    name="glu", family="gated", formula="f(a, b) = a sigmoid(b),  [a, b] = split(x, 2, dim=-1)",
+    reference="Dauphin et al. 2017, Language Modeling with Gated Convolutional Networks",
+    gated=True,
+    forward=lambda a, b: a * torch.sigmoid(b),
+    derivative=lambda a, b: (torch.sigmoid(b), a * _sig_prime(b)),
+    native="F.glu", native_factory=lambda p: (lambda x: F.glu(x, dim=-1)),
+)
+spec(
+    name="reglu", family="gated", formula="f(a, b) = a relu(b)",
+    reference="Shazeer 2020, GLU Variants Improve Transformer",
+    gated=True,
+    forward=lambda a, b: a * torch.relu(b),
+    derivative=lambda a, b: (torch.relu(b), a * _step(b > 0, b)),
+    kinks=lambda: (0.0,),
+)
+spec(
+    name="geglu", family="gated", formula="f(a, b) = a gelu(b)",
+    reference="Shazeer 2020, GLU Variants Improve Transformer",
+    gated=True,
+    forward=lambda a, b: a * (b * _Phi(b)),
+    derivative=lambda a, b: (b * _Phi(b), a * (_Phi(b) + b * _phi(b))),
+)
+spec(
+    name="swiglu", family="gated", formula="f(a, b) = a silu(b)",
+    reference="Shazeer 2020, GLU Variants Improve Transformer",
+    gated=True,
+    forward=lambda a, b: a * (b * torch.sigmoid(b)),
+    derivative=lambda a, b: (b * torch.sigmoid(b), a * (torch.sigmoid(b) + b * _sig_prime(b))),
+)
+spec(
+    name="bilinear", family="gated", formula="f(a, b) = a b",
+    reference="Shazeer 2020, GLU Variants Improve Transformer",
+    gated=True,
+    forward=lambda a, b: a * b,
+    derivative=lambda a, b: (b.clone(), a.clone()),
+)
