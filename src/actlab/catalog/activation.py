@@ -235,6 +235,12 @@ class Activation:
             return FastActivationModule(self)
         return ActivationModule(self)
 
+    def fast(self, x: Tensor) -> Tensor:
+        """f(x) through the compiled fast path (falls back to eager silently)."""
+        from actlab.catalog.fast import fast_call
+
+        return fast_call(self, x)
+
     def properties(self) -> Any:
         """Measured properties (range, monotonicity, ...): see :mod:`actlab.analysis`."""
         from actlab.analysis.properties import properties

@@ -1,0 +1,1 @@
+"""Analysis: properties, stability audit, gradient flow, init gain, signal propagation, dead units."""

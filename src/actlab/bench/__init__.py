@@ -1,0 +1,1 @@
+"""Kernel and model timing against native PyTorch and the copy roofline."""

@@ -1,0 +1,1 @@
+"""Datasets, models, training loop, tasks, studies, results store, executors, statistics."""
