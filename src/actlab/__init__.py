@@ -16,6 +16,9 @@ from actlab.catalog import (
     register,
     unregister,
 )
+from actlab.experiments.store import load_results
+from actlab.experiments.study import Study, run_study
+from actlab.recommend import recommend
 
 __version__ = "0.1.0"
 
@@ -23,11 +26,15 @@ __all__ = [
     "Activation",
     "ActivationModule",
     "ActivationSpec",
+    "Study",
     "__version__",
     "formula",
     "from_callable",
     "get",
+    "load_results",
     "names",
+    "recommend",
     "register",
+    "run_study",
     "unregister",
 ]

@@ -7,6 +7,7 @@ memory-efficient custom ``autograd.Function`` (it saves only its input).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -75,9 +76,11 @@ class Activation:
             try:
                 values[key] = float(value)
             except (TypeError, ValueError):
+                values[key] = math.nan
+            if isinstance(value, bool) or not math.isfinite(values[key]):
                 raise ValueError(
-                    f"{spec.name} parameter {key} must be a number, got {value!r}"
-                ) from None
+                    f"{spec.name} parameter {key} must be a finite number, got {value!r}"
+                )
             low, high = spec.param_ranges.get(key, (None, None))
             if (low is not None and values[key] < low) or (high is not None and values[key] > high):
                 raise ValueError(
@@ -85,6 +88,9 @@ class Activation:
                     f"accepted: [{low if low is not None else '-inf'}, "
                     f"{high if high is not None else 'inf'}]"
                 )
+        problem = spec.check(**values)
+        if problem:
+            raise ValueError(f"{spec.name}: {problem}")
         learned = tuple(spec.learned_by_default if learn is None else learn)
         bad = set(learned) - set(spec.learnable)
         if bad:
@@ -192,6 +198,8 @@ class Activation:
                     k: (v.detach() if isinstance(v, Tensor) else v) for k, v in params.items()
                 }
                 y = self._forward(xr, detached)
+                if not y.requires_grad:  # f does not depend on x (e.g. a constant formula)
+                    return torch.zeros_like(x)
                 if self.spec.gated:
                     # out_i depends on a_i and b_i only: d(sum out)/dx gives both partials
                     (g,) = torch.autograd.grad(y.sum(), xr)
@@ -320,7 +328,8 @@ class ActivationModule(nn.Module):
         return self.act.with_params(**values)
 
     def extra_repr(self) -> str:
-        fixed = ", ".join(f"{k}={v:g}" for k, v in self.act.params.items() if k not in self._learned)
+        params = self.act.params
+        fixed = ", ".join(f"{k}={v:g}" for k, v in params.items() if k not in self._learned)
         learned = ", ".join(f"{k}=learned" for k in self._learned)
         inner = ", ".join(s for s in (fixed, learned) if s)
         return f"{self.act.name}{', ' if inner else ''}{inner}"

@@ -46,8 +46,13 @@ def _sech2(z: Tensor) -> Tensor:
 
 
 def _softplus(z: Tensor) -> Tensor:
-    """log(1 + e^z) without overflow, exact in both tails: relu(z) + log1p(e^-|z|)."""
-    return torch.relu(z) + torch.log1p(torch.exp(-z.abs()))
+    """log(1 + e^z) = logaddexp(z, 0): no overflow, exact in both tails.
+
+    (``relu(z) + log1p(e^-|z|)`` has the same values, but autograd through it gives
+    0 instead of 1/2 at z = 0, because relu'(0) = |z|'(0) = 0; ``logaddexp``'s
+    gradient is ``exp(z - f) = sigmoid(z)`` everywhere.)
+    """
+    return torch.logaddexp(z, torch.zeros_like(z))
 
 
 def _phi(x: Tensor) -> Tensor:
@@ -115,6 +120,10 @@ spec(
     derivative=lambda x, min_val, max_val: _step((x > min_val) & (x < max_val), x),
     native="F.hardtanh", native_factory=_native(F.hardtanh),
     kinks=lambda min_val, max_val: (min_val, max_val),
+    check=lambda min_val, max_val: (
+        None if min_val < max_val
+        else f"min_val={min_val:g} must be less than max_val={max_val:g}"
+    ),
 )
 spec(
     name="softsign", family="sigmoid", formula="f(x) = x / (1 + |x|)",
@@ -185,6 +194,9 @@ spec(
     native="F.rrelu",
     native_factory=lambda p: (lambda x: F.rrelu(x, p["lower"], p["upper"], training=False)),
     kinks=lambda lower, upper: (0.0,),
+    check=lambda lower, upper: (
+        None if lower <= upper else f"lower={lower:g} must not exceed upper={upper:g}"
+    ),
 )
 spec(
     name="relu6", family="relu", formula="f(x) = min(max(0, x), 6)",
@@ -317,7 +329,8 @@ spec(
     native_factory=lambda p: (lambda x: F.gelu(x, approximate="tanh")),
 )
 spec(
-    name="quick_gelu", aliases=("gelu_sigmoid",), family="gating", formula="f(x) = x sigmoid(1.702 x)",
+    name="quick_gelu", aliases=("gelu_sigmoid",), family="gating",
+    formula="f(x) = x sigmoid(1.702 x)",
     reference="Hendrycks & Gimpel 2016 (sigmoid approximation, used by CLIP)",
     forward=lambda x: x * torch.sigmoid(1.702 * x),
     derivative=lambda x: torch.sigmoid(1.702 * x) + 1.702 * x * _sig_prime(1.702 * x),
@@ -331,7 +344,10 @@ def _silu_native(p):
 spec(
     name="silu", aliases=("swish", "swish1"), family="gating",
     formula="f(x) = x sigmoid(beta x)",
-    reference="Elfwing et al. 2018 (SiLU); Ramachandran et al. 2017, Searching for Activation Functions (Swish)",
+    reference=(
+        "Elfwing et al. 2018 (SiLU); "
+        "Ramachandran et al. 2017, Searching for Activation Functions (Swish)"
+    ),
     params={"beta": 1.0}, learnable=("beta",),
     forward=lambda x, beta: x * torch.sigmoid(beta * x),
     derivative=lambda x, beta: torch.sigmoid(beta * x) + beta * x * _sig_prime(beta * x),
@@ -359,8 +375,9 @@ spec(
     formula="f(x) = x relu6(x + 3) / 6",
     reference="Howard et al. 2019, Searching for MobileNetV3",
     forward=lambda x: x * F.relu6(x + 3.0) / 6.0,
+    # at the kinks +-3: the values of PyTorch's native backward and of autograd (0 and 1)
     derivative=lambda x: torch.where(
-        x < -3.0, torch.zeros_like(x), torch.where(x <= 3.0, x / 3.0 + 0.5, torch.ones_like(x))
+        x <= -3.0, torch.zeros_like(x), torch.where(x < 3.0, x / 3.0 + 0.5, torch.ones_like(x))
     ),
     native="F.hardswish", native_factory=lambda p: F.hardswish,
     kinks=lambda: (-3.0, 3.0),
@@ -413,18 +430,22 @@ def _smelu(x: Tensor, beta: float) -> Tensor:
 
 def _smelu_prime(x: Tensor, beta: float) -> Tensor:
     lin = (x + beta) / (2.0 * beta)
-    return torch.where(x >= beta, torch.ones_like(x), torch.where(x <= -beta, torch.zeros_like(x), lin))
+    inner = torch.where(x <= -beta, torch.zeros_like(x), lin)
+    return torch.where(x >= beta, torch.ones_like(x), inner)
 
 
 spec(
     name="smelu", family="relu",
     formula="f(x) = 0 if x <= -beta; (x + beta)^2 / (4 beta) if |x| < beta; x if x >= beta",
-    reference="Shamir et al. 2022, Real World Large Scale Recommendation Systems Reproducibility and Smooth Activations",
+    reference=(
+        "Shamir et al. 2022, Real World Large Scale Recommendation Systems "
+        "Reproducibility and Smooth Activations"
+    ),
     params={"beta": 2.0}, param_ranges={"beta": (1e-6, None)},
     forward=_smelu, derivative=_smelu_prime,
 )
 
-# ----------------------------------------------------------------------------- softplus and shrinkage
+# ------------------------------------------------------------------------ softplus and shrinkage
 spec(
     name="softplus", family="softplus",
     formula="f(x) = log(1 + e^(beta x)) / beta  (x where beta x > threshold)",
@@ -442,11 +463,24 @@ spec(
 )
 
 
+# Taylor coefficients of x - tanh(x) = sum_k c_k x^(2k+3), k = 0..11 (from Bernoulli numbers)
+_TANHSHRINK_SERIES = (
+    1.0 / 3.0, -2.0 / 15.0, 17.0 / 315.0, -62.0 / 2835.0, 8.8632355299021965689e-3,
+    -3.5921280365724810169e-3, 1.4558343870513182682e-3, -5.9002744094558598138e-4,
+    2.3912911424355248149e-4, -9.6915379569294503256e-5, 3.9278323883316834053e-5,
+    -1.5918905069328964741e-5,
+)
+_TANHSHRINK_SWITCH = 0.3
+
+
 def _tanhshrink(x: Tensor) -> Tensor:
-    # x - tanh(x) cancels for small |x|: use its Taylor series there
+    # x - tanh(x) loses ~6 eps / x^2 relative to cancellation for small |x|: below 0.3
+    # use the series (truncation error < 1e-17 relative there); above it the loss is < 70 eps
     x2 = x * x
-    series = x * x2 * (1.0 / 3.0 - x2 * (2.0 / 15.0 - x2 * (17.0 / 315.0 - x2 * 62.0 / 2835.0)))
-    return torch.where(x.abs() < 0.1, series, x - torch.tanh(x))
+    acc = torch.full_like(x, _TANHSHRINK_SERIES[-1])
+    for c in reversed(_TANHSHRINK_SERIES[:-1]):
+        acc = acc * x2 + c
+    return torch.where(x.abs() < _TANHSHRINK_SWITCH, x * x2 * acc, x - torch.tanh(x))
 
 
 spec(
@@ -498,17 +532,23 @@ spec(
 )
 spec(
     name="sine", aliases=("sin", "siren"), family="periodic", formula="f(x) = sin(w0 x)",
-    reference="Sitzmann et al. 2020, Implicit Neural Representations with Periodic Activation Functions",
+    reference=(
+        "Sitzmann et al. 2020, Implicit Neural Representations with Periodic Activation Functions"
+    ),
     params={"w0": 1.0},
     forward=lambda x, w0: torch.sin(w0 * x), derivative=lambda x, w0: w0 * torch.cos(w0 * x),
 )
 spec(
     name="snake", family="periodic", formula="f(x) = x + sin^2(alpha x) / alpha",
-    reference="Ziyin et al. 2020, Neural Networks Fail to Learn Periodic Functions and How to Fix It",
+    reference=(
+        "Ziyin et al. 2020, Neural Networks Fail to Learn Periodic Functions and How to Fix It"
+    ),
     params={"alpha": 1.0}, learnable=("alpha",), learned_by_default=("alpha",),
     param_ranges={"alpha": (1e-9, None)},
     forward=lambda x, alpha: x + torch.sin(alpha * x).square() / alpha,
-    derivative=lambda x, alpha: 1.0 + torch.sin(2.0 * alpha * x),
+    # 1 + sin(2 alpha x) = 2 sin^2(alpha x + pi/4): exact near the double roots of f',
+    # where 1 + sin(...) cancels to ~eps absolute (relative error ~1e-3 in float32)
+    derivative=lambda x, alpha: 2.0 * torch.sin(alpha * x + math.pi / 4).square(),
 )
 
 # ----------------------------------------------------------------------------- GLU family (gated)

@@ -34,47 +34,52 @@ MAX_LITERAL = 1e6
 CONSTANTS = {"pi": math.pi, "e": math.e}
 
 
-def _t(v: Any, like: Tensor) -> Tensor:
-    return v if isinstance(v, Tensor) else torch.full_like(like, float(v))
+def _scalar(v: Any) -> Tensor:
+    """A number as a 0-dim float64 tensor.
+
+    Every constant and parameter is a tensor, so that arithmetic follows torch rules
+    (``1/0`` is inf, ``(-8) ** (1/3)`` is nan, overflow is inf) instead of raising
+    Python exceptions or turning complex; 0-dim tensors never change x's dtype.
+    """
+    return v if isinstance(v, Tensor) else torch.tensor(float(v), dtype=torch.float64)
+
+
+def _unary(fn: Callable[[Tensor], Tensor]) -> Callable[[Any], Tensor]:
+    return lambda a: fn(_scalar(a))
 
 
 def _binary(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Any, Any], Tensor]:
-    def call(a: Any, b: Any) -> Tensor:
-        like = a if isinstance(a, Tensor) else b
-        return fn(_t(a, like), _t(b, like))
-
-    return call
+    return lambda a, b: fn(_scalar(a), _scalar(b))
 
 
 def _where(cond: Any, a: Any, b: Any) -> Tensor:
-    like = next(v for v in (a, b, cond) if isinstance(v, Tensor))
-    return torch.where(_t(cond, like).bool(), _t(a, like), _t(b, like))
+    return torch.where(_scalar(cond).bool(), _scalar(a), _scalar(b))
 
 
 def _clamp(x: Any, lo: Any, hi: Any) -> Tensor:
-    return torch.clamp(x, float(lo), float(hi))
+    return torch.clamp(_scalar(x), float(lo), float(hi))
 
 
 #: function name -> (arity, implementation)
 FUNCTIONS: dict[str, tuple[int, Callable[..., Tensor]]] = {
-    "exp": (1, torch.exp),
-    "expm1": (1, torch.expm1),
-    "log": (1, torch.log),
-    "log1p": (1, torch.log1p),
-    "sqrt": (1, torch.sqrt),
-    "abs": (1, torch.abs),
-    "sign": (1, torch.sign),
-    "tanh": (1, torch.tanh),
-    "sigmoid": (1, torch.sigmoid),
-    "softplus": (1, F.softplus),
-    "relu": (1, torch.relu),
-    "erf": (1, torch.erf),
-    "erfc": (1, torch.erfc),
-    "sin": (1, torch.sin),
-    "cos": (1, torch.cos),
-    "atan": (1, torch.atan),
-    "sinh": (1, torch.sinh),
-    "cosh": (1, torch.cosh),
+    "exp": (1, _unary(torch.exp)),
+    "expm1": (1, _unary(torch.expm1)),
+    "log": (1, _unary(torch.log)),
+    "log1p": (1, _unary(torch.log1p)),
+    "sqrt": (1, _unary(torch.sqrt)),
+    "abs": (1, _unary(torch.abs)),
+    "sign": (1, _unary(torch.sign)),
+    "tanh": (1, _unary(torch.tanh)),
+    "sigmoid": (1, _unary(torch.sigmoid)),
+    "softplus": (1, _unary(F.softplus)),
+    "relu": (1, _unary(torch.relu)),
+    "erf": (1, _unary(torch.erf)),
+    "erfc": (1, _unary(torch.erfc)),
+    "sin": (1, _unary(torch.sin)),
+    "cos": (1, _unary(torch.cos)),
+    "atan": (1, _unary(torch.atan)),
+    "sinh": (1, _unary(torch.sinh)),
+    "cosh": (1, _unary(torch.cosh)),
     "min": (2, _binary(torch.minimum)),
     "max": (2, _binary(torch.maximum)),
     "where": (3, _where),
@@ -105,9 +110,10 @@ class _Compiler:
         self.nodes = 0
 
     def fail(self, why: str) -> ValueError:
-        return ValueError(f"invalid formula {self.text!r}: {why}")
+        return ValueError(f"invalid formula {_show(self.text)}: {why}")
 
-    def compile(self, node: ast.AST, depth: int = 0) -> Node:
+    def compile(self, node: ast.AST, depth: int = 0, condition: bool = False) -> Node:
+        """Check ``node`` and return its evaluator; ``condition``: where()'s first argument."""
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise self.fail(f"it is too long (more than {MAX_NODES} terms)")
@@ -119,8 +125,8 @@ class _Compiler:
                 raise self.fail(f"only numbers are allowed as constants, got {v!r}")
             if not math.isfinite(v) or abs(v) > MAX_LITERAL:
                 raise self.fail(f"the number {v!r} is outside [-{MAX_LITERAL:g}, {MAX_LITERAL:g}]")
-            fv = float(v)
-            return lambda env: fv
+            tv = _scalar(v)
+            return lambda env: tv
         if isinstance(node, ast.Name):
             name = node.id
             if name == "x":
@@ -128,7 +134,7 @@ class _Compiler:
             if name in self.params:
                 return lambda env: env[name]
             if name in CONSTANTS:
-                c = CONSTANTS[name]
+                c = _scalar(CONSTANTS[name])
                 return lambda env: c
             allowed = ", ".join(["x", *sorted(self.params), *CONSTANTS])
             raise self.fail(
@@ -154,6 +160,10 @@ class _Compiler:
             right = self.compile(node.right, depth + 1)
             return lambda env: op(left(env), right(env))
         if isinstance(node, ast.Compare):
+            if not condition:
+                raise self.fail(
+                    "comparisons are allowed only as the condition of where(cond, a, b)"
+                )
             if len(node.ops) != 1:
                 raise self.fail("chained comparisons are not allowed")
             cop = _CMPOPS.get(type(node.ops[0]))
@@ -177,7 +187,10 @@ class _Compiler:
                 raise self.fail("argument unpacking is not allowed")
             if len(node.args) != arity:
                 raise self.fail(f"{fname}() takes {arity} argument(s), got {len(node.args)}")
-            args = [self.compile(a, depth + 1) for a in node.args]
+            args = [
+                self.compile(a, depth + 1, condition=(fname == "where" and i == 0))
+                for i, a in enumerate(node.args)
+            ]
             if fname == "clamp":
                 for a in node.args[1:]:
                     if not _is_constant(a):
@@ -194,11 +207,18 @@ class _Compiler:
             raise self.fail("nested powers (a ** b ** c) are not allowed")
 
 
+def _show(text: str, limit: int = 60) -> str:
+    """``repr`` of (the start of) a formula, for one-line error messages."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def _is_constant(node: ast.AST) -> bool:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         return _is_constant(node.operand)
-    return isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(
-        node.value, bool
+    return (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and not isinstance(node.value, bool)
     )
 
 
@@ -219,23 +239,59 @@ def compile_formula(text: str, params: dict[str, float] | None = None) -> Callab
     if src.lower().startswith("f(x)") and "=" in src:
         src = src.split("=", 1)[1].strip()
     if not src:
-        raise ValueError("invalid formula '': it is empty; write an expression in x, e.g. 'x * sigmoid(x)'")
+        raise ValueError(
+            "invalid formula '': it is empty; write an expression in x, e.g. 'x * sigmoid(x)'"
+        )
     if len(src) > MAX_LENGTH:
-        raise ValueError(f"invalid formula: it is {len(src)} characters long (at most {MAX_LENGTH})")
+        raise ValueError(
+            f"invalid formula {_show(src)}: it is {len(src)} characters long "
+            f"(at most {MAX_LENGTH})"
+        )
+    if not src.isascii():
+        bad = next(c for c in src if not c.isascii())
+        raise ValueError(
+            f"invalid formula {_show(src)}: it contains the non-ASCII character {bad!r}; "
+            "write it with ASCII letters, digits and + - * / ** ( ) ,"
+        )
     for p in params:
-        if not p.isidentifier() or p.startswith("_") or p == "x" or p in FUNCTIONS or p in CONSTANTS:
-            raise ValueError(f"invalid parameter name {p!r} for a formula")
+        reserved = p == "x" or p in FUNCTIONS or p in CONSTANTS
+        if not p.isidentifier() or p.startswith("_") or reserved:
+            raise ValueError(
+                f"invalid parameter name {p!r} for a formula; use an identifier that is not "
+                "x, a function name or a constant (pi, e) and does not start with '_'"
+            )
     try:
         tree = ast.parse(src, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-        raise ValueError(f"invalid formula {text!r}: it is not a valid expression ({exc.__class__.__name__})") from None
+        raise ValueError(
+            f"invalid formula {_show(text)}: it is not a valid Python-style expression "
+            f"({exc.__class__.__name__})"
+        ) from None
     compiled = _Compiler(text, params).compile(tree.body)
 
     def forward(x: Tensor, **kw: Any) -> Tensor:
-        out = compiled({"x": x, **kw})
-        return out if isinstance(out, Tensor) else torch.full_like(x, float(out))
+        env = {k: _scalar(v) for k, v in kw.items()}
+        env["x"] = x
+        out = compiled(env)
+        if out.shape != x.shape:  # a formula that does not use x: one value per input
+            out = out + torch.zeros_like(x)
+        return out if out.dtype == x.dtype else out.to(x.dtype)
 
     return forward
+
+
+def _param_values(text: str, params: dict[str, Any]) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for key, value in params.items():
+        try:
+            values[key] = float(value)
+        except (TypeError, ValueError):
+            values[key] = math.nan
+        if isinstance(value, bool) or not math.isfinite(values[key]):
+            raise ValueError(
+                f"formula {_show(str(text))}: parameter {key}={value!r} must be a finite number"
+            )
+    return values
 
 
 def formula(
@@ -255,15 +311,18 @@ def formula(
     Raises:
         ValueError: for anything outside the whitelist, naming what was wrong.
     """
-    fn = compile_formula(text, {k: float(v) for k, v in params.items()})
-    # check that it evaluates, and to a tensor of the input's shape
+    values = _param_values(text, params)
+    fn = compile_formula(text, values)
+    # check that it evaluates, and to a floating tensor of the input's shape
     probe = torch.linspace(-3.0, 3.0, 7, dtype=torch.float64)
     try:
-        out = fn(probe, **{k: float(v) for k, v in params.items()})
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"invalid formula {text!r}: it does not evaluate ({exc})") from None
-    if not isinstance(out, Tensor) or out.shape != probe.shape:
-        raise ValueError(f"invalid formula {text!r}: it must give one value per input")
+        out = fn(probe, **values)
+    except (RuntimeError, TypeError, ArithmeticError) as exc:
+        raise ValueError(
+            f"invalid formula {_show(text)}: it does not evaluate ({str(exc).splitlines()[0]})"
+        ) from None
+    if not isinstance(out, Tensor) or out.shape != probe.shape or not out.is_floating_point():
+        raise ValueError(f"invalid formula {_show(text)}: it must give one number per input")
     spec = ActivationSpec(
         name=name or text.strip(),
         forward=fn,
@@ -271,7 +330,7 @@ def formula(
         family="custom",
         formula=f"f(x) = {text.strip()}",
         reference="user formula",
-        params={k: float(v) for k, v in params.items()},
+        params=values,
         learnable=tuple(params),
         builtin=False,
         source=text.strip(),

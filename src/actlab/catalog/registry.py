@@ -140,7 +140,9 @@ def register(activation: Activation | ActivationSpec, overwrite: bool = False) -
     """
     spec = activation.spec if isinstance(activation, Activation) else activation
     if not isinstance(spec, ActivationSpec):
-        raise TypeError(f"register expects an Activation or ActivationSpec, got {type(activation).__name__}")
+        raise TypeError(
+            f"register expects an Activation or ActivationSpec, got {type(activation).__name__}"
+        )
     _add(spec, overwrite=overwrite)
     return activation if isinstance(activation, Activation) else Activation(spec)
 

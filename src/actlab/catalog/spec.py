@@ -31,6 +31,10 @@ def _no_kinks(**_params: float) -> Sequence[float]:
     return ()
 
 
+def _no_check(**_params: float) -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class ActivationSpec:
     """Everything actlab knows about one activation function.
@@ -53,6 +57,8 @@ class ActivationSpec:
         kinks: ``(**params) -> points`` where f' jumps (finite differences skip them).
         continuous: False when f itself jumps (e.g. hardshrink).
         param_ranges: ``name -> (low, high)`` accepted values (inclusive; None = open).
+        check: ``(**params) -> message or None``: a constraint between parameters
+            (e.g. hardtanh's ``min_val < max_val``); the message says what is wrong.
         builtin: False for user activations.
         source: the formula text of a formula activation (lets another process rebuild it).
     """
@@ -73,6 +79,7 @@ class ActivationSpec:
     kinks: Callable[..., Sequence[float]] = _no_kinks
     continuous: bool = True
     param_ranges: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    check: Callable[..., str | None] = _no_check
     builtin: bool = True
     source: str | None = None
 

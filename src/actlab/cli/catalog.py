@@ -116,10 +116,12 @@ def _show_properties(act: Activation) -> None:
 
 @app.command()
 def plot(
-    names_: Annotated[list[str] | None, typer.Argument(metavar="NAME...", help="Activations.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output image (.png, .svg, .pdf).")] = Path(
-        "activations.png"
-    ),
+    names_: Annotated[
+        list[str] | None, typer.Argument(metavar="NAME...", help="Activations.")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output image (.png, .svg, .pdf).")
+    ] = Path("activations.png"),
     x_range: Annotated[
         tuple[float, float], typer.Option("--range", help="x range: LOW HIGH.")
     ] = (-6.0, 6.0),

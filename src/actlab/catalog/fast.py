@@ -1,0 +1,342 @@
+"""The compiled fast path: each activation as two fused kernels.
+
+``Activation.module(fast=True)`` and ``Activation.fast(x)`` run an activation through
+two functions compiled with ``torch.compile`` (inductor; C++/OpenMP on CPU, Triton on
+CUDA):
+
+* forward ``x -> f(x)``: one pass that reads ``x`` and writes ``y`` (one "clone");
+* backward ``(x, g) -> g * f'(x)``: one pass that reads ``x`` and ``g`` and writes the
+  input gradient, from the spec's analytic derivative (1.5 clones).
+
+The custom ``autograd.Function`` saves only ``x`` (and learned parameters), so a
+forward plus backward moves the bytes of 2.5 clones: the memory-bandwidth floor of an
+element-wise activation. Learned parameters enter the kernels as 0-d tensors; their
+gradients are reduced inside the backward kernel (``torch.func.vjp``). Activations
+without an analytic derivative (formulas, callables) use ``torch.func.vjp`` of their
+forward inside the compiled backward.
+
+A few built-ins have a cheaper, equally stable formulation used only here (e.g. mish
+with one ``exp`` instead of ``exp``, ``log1p`` and ``tanh``); the tests hold them to the
+same tolerances as the catalog's forms.
+
+Compiled kernels are cached per (spec, parameter values, learned parameters, dtype,
+device); tensors are flattened so that one dynamic-shape kernel serves every shape.
+Where compilation is unavailable or fails, or ``ACTLAB_NO_COMPILE=1`` is set, the same
+functions run eagerly (silently; the reason is logged at debug level). Under an outer
+``torch.compile`` the plain functions are traced into the caller's graph. The backward
+is not itself differentiable (no double backward).
+
+Example:
+    >>> m = actlab.get("mish").module(fast=True)
+    >>> y = m(torch.randn(1024, requires_grad=True)); y.sum().backward()
+    >>> actlab.get("gelu").fast(torch.randn(8)).shape
+    torch.Size([8])
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import types
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from actlab.catalog.activation import Activation, ActivationModule, _as_tensor
+from actlab.catalog.fast_forms import FAST_FORMS
+
+log = logging.getLogger(__name__)
+
+NO_COMPILE_ENV = "ACTLAB_NO_COMPILE"
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+_MAX_ENTRIES = 256
+
+
+@dataclass
+class FastStats:
+    """Counters of the fast path (process-wide).
+
+    Attributes:
+        compiles: graphs handed to the inductor compiler (grows on a cache miss or a
+            recompilation; constant when calls reuse compiled kernels).
+        kernels: cached kernel sets (one per activation/parameters/dtype/device).
+        fallbacks: kernel sets that fell back to eager execution.
+    """
+
+    compiles: int = 0
+    kernels: int = 0
+    fallbacks: int = 0
+
+
+_STATS = FastStats()
+_CACHE: OrderedDict[tuple[Any, ...], _Kernels] = OrderedDict()
+_LOCK = threading.Lock()
+
+
+def fast_stats() -> FastStats:
+    """A snapshot of the fast path's counters."""
+    with _LOCK:
+        return FastStats(_STATS.compiles, len(_CACHE), _STATS.fallbacks)
+
+
+def clear_cache() -> None:
+    """Forget every compiled kernel (the next call compiles again)."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+def compile_disabled() -> bool:
+    """True when ``$ACTLAB_NO_COMPILE`` asks for eager execution."""
+    return os.environ.get(NO_COMPILE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _inductor(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> Any:
+    """The inductor backend, counting compilations."""
+    from torch._inductor.compile_fx import compile_fx
+
+    with _LOCK:
+        _STATS.compiles += 1
+    return compile_fx(gm, example_inputs)
+
+
+def _fresh(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """A copy of ``fn`` with its own code object.
+
+    Dynamo caches compiled graphs on the code object, so closures made by one factory
+    would share (and exhaust) one cache; a fresh code object per kernel set keeps them
+    apart.
+    """
+    code = fn.__code__.replace(co_name=name, co_qualname=name)
+    return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+
+
+def _compute(x: Tensor) -> Tensor:
+    return x.float() if x.dtype in _LOW_PRECISION else x
+
+
+def _functions(
+    act: Activation, learned: tuple[str, ...]
+) -> tuple[Callable[..., Tensor], Callable[..., tuple[Tensor, ...]]]:
+    """Plain torch functions ``fwd(x, *p) -> y`` and ``bwd(x, g, *p) -> (gx, *gp)``.
+
+    ``x`` is 1-D (or 2-D ``(rows, 2H)`` when gated); ``p`` the learned parameters as
+    0-d tensors in the order of ``learned``.
+    """
+    spec = act.spec
+    fixed = {k: v for k, v in act.params.items() if k not in learned}
+    forward, derivative = spec.forward, spec.derivative
+    if spec.builtin and spec.name in FAST_FORMS:
+        forward, derivative = FAST_FORMS[spec.name]
+    gated = spec.gated
+
+    def f(xc: Tensor, p: Sequence[Tensor]) -> Tensor:
+        params = dict(fixed)
+        params.update({n: v.to(xc.dtype) for n, v in zip(learned, p, strict=True)})
+        if gated:
+            a, b = xc.chunk(2, dim=-1)
+            return forward(a, b, **params)
+        return forward(xc, **params)
+
+    def fwd(x: Tensor, *p: Tensor) -> Tensor:
+        return f(_compute(x), p).to(x.dtype)
+
+    def bwd(x: Tensor, g: Tensor, *p: Tensor) -> tuple[Tensor, ...]:
+        xc, gc = _compute(x), _compute(g)
+        if derivative is None:
+            _, pull = torch.func.vjp(lambda xx: f(xx, p), xc)
+            (gx,) = pull(gc)
+        else:
+            params = dict(fixed)
+            params.update({n: v.to(xc.dtype) for n, v in zip(learned, p, strict=True)})
+            if gated:
+                a, b = xc.chunk(2, dim=-1)
+                da, db = derivative(a, b, **params)
+                gx = torch.cat([gc * da, gc * db], dim=-1)
+            else:
+                gx = gc * derivative(xc, **params)
+        if not p:
+            return (gx.to(x.dtype),)
+        _, pull_p = torch.func.vjp(lambda *pp: f(xc, pp), *p)
+        return (gx.to(x.dtype), *pull_p(gc))
+
+    return fwd, bwd
+
+
+class _Kernels:
+    """Compiled forward and backward of one activation, for one dtype and device."""
+
+    def __init__(self, act: Activation, learned: tuple[str, ...], tag: str) -> None:
+        self.act = act
+        self.learned = learned
+        self.fwd, self.bwd = _functions(act, learned)
+        self.error: str | None = None
+        self._compiled: dict[str, Callable[..., Any]] = {}
+        self.compiling = not compile_disabled()
+        if not self.compiling:
+            self.error = f"{NO_COMPILE_ENV} is set"
+        self.tag = tag
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = f"{type(exc).__name__}: {exc}"
+        self.compiling = False
+        with _LOCK:
+            _STATS.fallbacks += 1
+        log.debug("actlab fast path for %s runs eagerly: %s", self.act.name, self.error)
+
+    def _compiled_fn(self, which: str) -> Callable[..., Any]:
+        fn = self._compiled.get(which)
+        if fn is None:
+            raw = self.fwd if which == "fwd" else self.bwd
+            fn = torch.compile(
+                _fresh(raw, f"actlab_{which}_{self.tag}"),
+                backend=_inductor,
+                fullgraph=True,
+            )
+            self._compiled[which] = fn
+        return fn
+
+    def _run(self, which: str, *args: Tensor) -> Any:
+        raw = self.fwd if which == "fwd" else self.bwd
+        if self.compiling and not torch.compiler.is_compiling():
+            try:
+                fn = self._compiled_fn(which)
+                for t in args[:2]:  # one kernel for every size: sizes are symbolic
+                    for d in range(t.dim()):
+                        torch._dynamo.maybe_mark_dynamic(t, d)
+                with torch.no_grad():
+                    return fn(*args)
+            except Exception as exc:  # compile unavailable or failed: run eagerly
+                self._fail(exc)
+        with torch.no_grad():
+            return raw(*args)
+
+    def forward(self, x: Tensor, p: Sequence[Tensor]) -> Tensor:
+        return self._run("fwd", x, *p)
+
+    def backward(self, x: Tensor, g: Tensor, p: Sequence[Tensor]) -> tuple[Tensor, ...]:
+        return self._run("bwd", x, g, *p)
+
+
+def _kernels(act: Activation, learned: tuple[str, ...], x: Tensor) -> _Kernels:
+    spec = act.spec
+    values = tuple(sorted((k, v) for k, v in act.params.items() if k not in learned))
+    key = (id(spec), values, learned, x.dtype, str(x.device), compile_disabled())
+    with _LOCK:
+        k = _CACHE.get(key)
+        if k is not None:
+            _CACHE.move_to_end(key)
+            return k
+    tag = f"{spec.name}_{len(_CACHE)}".replace("-", "_")
+    k = _Kernels(act, learned, "".join(c if c.isalnum() else "_" for c in tag))
+    k.spec = spec  # keeps id(spec) alive while the entry is cached
+    with _LOCK:
+        k = _CACHE.setdefault(key, k)
+        while len(_CACHE) > _MAX_ENTRIES:
+            _CACHE.popitem(last=False)
+    return k
+
+
+def _flat(act: Activation, x: Tensor) -> Tensor:
+    """``x`` as a contiguous 1-D tensor, or ``(rows, 2H)`` for gated activations.
+
+    Detached, so that the compiled kernels see a tensor that is not a view (dynamo
+    would otherwise guard on, and recompile for, the layout of the view's base).
+    """
+    if act.gated:
+        act._check_gated(x)
+        return x.contiguous().view(-1, x.shape[-1]).detach()
+    return x.contiguous().view(-1).detach()
+
+
+def _out_shape(act: Activation, x: Tensor) -> tuple[int, ...]:
+    return (*x.shape[:-1], x.shape[-1] // 2) if act.gated else tuple(x.shape)
+
+
+class _FastFn(torch.autograd.Function):
+    """Forward and backward through compiled kernels; saves only x (and parameters)."""
+
+    @staticmethod
+    def forward(ctx: Any, kernels: _Kernels, x: Tensor, *p: Tensor) -> Tensor:
+        xf = _flat(kernels.act, x)
+        ctx.kernels = kernels
+        ctx.shape = x.shape
+        ctx.save_for_backward(xf, *p)
+        return kernels.forward(xf, p).view(_out_shape(kernels.act, x))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        xf, *p = ctx.saved_tensors
+        kernels: _Kernels = ctx.kernels
+        rows = (-1, xf.shape[-1] // 2) if kernels.act.gated else (-1,)
+        g = grad_out.contiguous().view(rows).detach()
+        need_p = any(ctx.needs_input_grad[2:])
+        if need_p:
+            gx, *gp = kernels.backward(xf, g, p)
+        else:
+            (gx,) = kernels.backward(xf, g, ())
+            gp = [None] * len(p)
+        grad_x = gx.view(ctx.shape) if ctx.needs_input_grad[1] else None
+        return (None, grad_x, *gp)
+
+
+def _apply(act: Activation, learned: tuple[str, ...], x: Tensor, p: Sequence[Tensor]) -> Tensor:
+    if x.numel() == 0:
+        return act._forward(x, {**act.params, **dict(zip(learned, p, strict=True))})
+    kernels = _kernels(act, learned, x)
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in p))
+    if needs_grad:
+        return _FastFn.apply(kernels, x, *p)
+    return kernels.forward(_flat(act, x), p).view(_out_shape(act, x))
+
+
+def fast_call(act: Activation, x: Any) -> Any:
+    """f(x) through the compiled fast path, differentiable with respect to ``x``.
+
+    Hyper-parameters are the activation's fixed values (use
+    ``act.module(fast=True)`` to learn them). Tensors in, tensor out; NumPy in, NumPy out.
+
+    Example:
+        >>> x = torch.randn(4, 6, requires_grad=True)
+        >>> fast_call(actlab.get("swiglu"), x).shape
+        torch.Size([4, 3])
+    """
+    t, was_numpy = _as_tensor(x)
+    y = _apply(act, (), t, ())
+    return y.numpy() if was_numpy else y
+
+
+class FastActivationModule(ActivationModule):
+    """``nn.Module`` running an :class:`Activation` through compiled fused kernels.
+
+    Same interface, parameters and state dict as :class:`ActivationModule`; the forward
+    and the backward are each one compiled element-wise kernel, and only the input is
+    saved for backward.
+
+    Shape: ``(*, H)`` -> ``(*, H)``; gated activations: ``(*, 2H)`` -> ``(*, H)``.
+
+    Example:
+        >>> m = FastActivationModule(actlab.get("prelu"))
+        >>> m(torch.randn(4, 8)).shape
+        torch.Size([4, 8])
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        learned = [getattr(self, n) for n in self._learned]
+        return _apply(self.act, self._learned, x, learned)
+
+    def compiled(self, x: Tensor) -> bool:
+        """Whether inputs like ``x`` run compiled (False after a fall-back to eager)."""
+        return _kernels(self.act, self._learned, x).compiling
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ", fast"
+
+
+__all__ = ["FastActivationModule", "FastStats", "clear_cache", "fast_call", "fast_stats"]

@@ -1,0 +1,335 @@
+"""Executors: run a list of jobs and yield each outcome as soon as it finishes.
+
+Every executor calls the same function, :func:`execute`, on each job: in this process
+(``LocalExecutor(workers=0)``), in worker processes started with ``spawn`` (one torch
+thread each), or as a Ray task with ``num_cpus=1`` (:class:`RayExecutor`). Executors
+never write results; the study driver does, as outcomes arrive (one writer).
+
+Example:
+    >>> jobs = [Job(RunSpec("xor", "relu", 0, {}), TASKS["xor"].run)]   # doctest: +SKIP
+    >>> for outcome in LocalExecutor(workers=2).run(jobs):              # doctest: +SKIP
+    ...     print(outcome.spec.key, outcome.result.status)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import platform
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+import torch
+
+from actlab.experiments.base import STATUS_FAILED, RunResult, RunSpec, default_device
+from actlab.experiments.store import RunMeta, now_iso
+
+RunFn = Callable[[RunSpec, torch.device], RunResult]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run to execute: its spec and the task's (module-level, picklable) run function."""
+
+    spec: RunSpec
+    run: RunFn
+
+
+@dataclass
+class Outcome:
+    """What an executor yields: the spec, its result, and where/when it ran."""
+
+    spec: RunSpec
+    result: RunResult
+    meta: RunMeta
+
+
+def default_workers() -> int:
+    """``min(2, number of CPUs)``."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def execute(spec: RunSpec, run: RunFn) -> Outcome:
+    """Run one job and never raise: an exception becomes a ``failed`` result.
+
+    ``wall_time`` is the task's own figure when it sets one, else the measured time.
+    """
+    from actlab import __version__
+
+    started = now_iso()
+    t0 = time.perf_counter()
+    device = default_device()
+    try:
+        result = run(spec, device)
+        if not isinstance(result, RunResult):
+            raise TypeError(
+                f"task {spec.task!r} returned {type(result).__name__}, expected RunResult"
+            )
+    except Exception as exc:  # recorded, retried on the next study
+        tb = traceback.format_exc(limit=-3)
+        result = RunResult(
+            status=STATUS_FAILED,
+            error=f"{type(exc).__name__}: {exc}",
+            artifacts={"traceback": tb},
+        )
+    elapsed = time.perf_counter() - t0
+    if not result.wall_time:
+        result.wall_time = elapsed
+    meta = RunMeta(
+        started_at=started,
+        finished_at=now_iso(),
+        host=platform.node(),
+        device=str(device),
+        actlab_version=__version__,
+        torch_version=torch.__version__,
+        python_version=platform.python_version(),
+    )
+    return Outcome(spec=spec, result=result, meta=meta)
+
+
+def _init_worker() -> None:
+    """Worker initializer: one torch thread, ignore Ctrl-C (the parent stops workers),
+    and exit when the parent dies (a study killed with SIGKILL leaves no orphans)."""
+    global _PARENT
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _PARENT = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(_PARENT,), daemon=True).start()
+
+
+_PARENT: int | None = None
+
+
+def _execute_in_worker(spec: RunSpec, run: RunFn) -> Outcome:
+    """:func:`execute` in a pool worker; never starts a run once the parent is gone."""
+    if _PARENT is not None and os.getppid() != _PARENT:
+        os._exit(1)
+    return execute(spec, run)
+
+
+def _exit_with_parent(parent: int, poll: float = 0.5) -> None:
+    while True:
+        time.sleep(poll)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+class LocalExecutor:
+    """Worker processes on this machine (``spawn`` start method, one torch thread each).
+
+    Args:
+        workers: number of worker processes; 0 runs every job in this process
+            (in order, no pickling); default :func:`default_workers`.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None) -> None:
+        workers = default_workers() if workers is None else workers
+        if not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
+        self.workers = workers
+
+    def describe(self) -> str:
+        if self.workers == 0:
+            return "in this process"
+        return f"{self.workers} local worker process{'es' if self.workers != 1 else ''}"
+
+    def run(self, jobs: Iterable[Job]) -> Iterator[Outcome]:
+        """Execute ``jobs``; yield each :class:`Outcome` as it finishes.
+
+        Closing the iterator (or Ctrl-C while waiting) cancels queued jobs and stops
+        the workers; runs in flight are lost, yielded ones are not.
+        """
+        jobs = list(jobs)
+        if not jobs:
+            return
+        if self.workers == 0:
+            for job in jobs:
+                yield execute(job.spec, job.run)
+            return
+        ctx = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(
+            max_workers=min(self.workers, len(jobs)), mp_context=ctx, initializer=_init_worker
+        )
+        pending: set[Future[Outcome]] = set()
+        try:
+            pending = {pool.submit(_execute_in_worker, job.spec, job.run) for job in jobs}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    try:
+                        yield fut.result()
+                    except BrokenProcessPool:
+                        raise RuntimeError(
+                            "a worker process died unexpectedly (out of memory, a crash in "
+                            "native code, or a script that starts a study without an "
+                            "`if __name__ == '__main__':` guard?); finished runs are saved: "
+                            "re-run to resume, or use workers=0 to see the error"
+                        ) from None
+        finally:
+            for fut in pending:
+                fut.cancel()
+            _stop_pool(pool)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued work and terminate the worker processes now."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+
+
+_ADDRESS = re.compile(r"^(auto|local|(ray://)?[A-Za-z0-9_.\-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5})$")
+
+
+def check_address(address: str) -> str:
+    """Validate a Ray address (``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``)."""
+    if not _ADDRESS.match(address.strip()):
+        raise ValueError(
+            f"Ray address {address!r} is not valid; use HOST:PORT (e.g. 10.0.0.5:6379), "
+            "ray://HOST:PORT, or auto"
+        )
+    return address.strip()
+
+
+def _execute_ray(spec: RunSpec, run: RunFn) -> Outcome:
+    torch.set_num_threads(1)
+    return execute(spec, run)
+
+
+class RayExecutor:
+    """Each run is a Ray task (``num_cpus=1``); outcomes are consumed with ``ray.wait``.
+
+    Args:
+        address: a Ray cluster (``HOST:PORT``, ``ray://HOST:PORT`` or ``auto``); ``None``
+            starts a local Ray instance with ``num_cpus`` CPUs and no dashboard.
+        num_cpus: CPUs of the local instance (ignored with ``address``); default
+            :func:`default_workers`.
+        num_gpus: GPUs per run (0 by default; set 1 to give each run a GPU).
+
+    If Ray is already initialised in this process it is used as is and left running.
+    Task functions defined outside the ``actlab`` package are shipped by value, so a
+    study defined in a user's script runs on a cluster without installing that script.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self, address: str | None = None, num_cpus: int | None = None, num_gpus: float = 0
+    ) -> None:
+        self.address = None if address is None else check_address(address)
+        self.num_cpus = default_workers() if num_cpus is None else num_cpus
+        if not isinstance(self.num_cpus, int) or self.num_cpus < 1:
+            raise ValueError(f"Ray needs num_cpus >= 1, got {num_cpus!r}")
+        self.num_gpus = num_gpus
+
+    def describe(self) -> str:
+        return f"Ray at {self.address}" if self.address else f"local Ray ({self.num_cpus} CPUs)"
+
+    def _init(self) -> tuple[object, bool]:
+        try:
+            import ray
+        except ImportError:
+            raise ValueError(
+                "the ray executor needs Ray: pip install 'actlab[ray]' (or pip install ray)"
+            ) from None
+        if ray.is_initialized():
+            return ray, False
+        import logging
+
+        try:
+            if self.address:
+                ray.init(address=self.address, logging_level=logging.WARNING)
+            else:
+                ray.init(
+                    num_cpus=self.num_cpus,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                )
+        except (ConnectionError, RuntimeError, TimeoutError, ValueError) as exc:
+            where = self.address or "a local instance"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"could not start or reach Ray at {where}: {first}") from None
+        return ray, True
+
+    def run(self, jobs: Iterable[Job]) -> Iterator[Outcome]:
+        """Submit every job as a Ray task; yield outcomes as they finish."""
+        jobs = list(jobs)
+        if not jobs:
+            return
+        ray, started = self._init()
+        _ship_by_value(ray, {job.run for job in jobs})
+        remote = ray.remote(num_cpus=1, num_gpus=self.num_gpus, max_retries=0)(_execute_ray)
+        refs: list = []
+        try:
+            refs = [remote.remote(job.spec, job.run) for job in jobs]
+            by_ref = dict(zip(refs, jobs, strict=True))
+            pending = list(refs)
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1, timeout=None)
+                for ref in ready:
+                    try:
+                        yield ray.get(ref)
+                    except Exception as exc:  # the worker died; execute() itself never raises
+                        job = by_ref[ref]
+                        yield Outcome(
+                            spec=job.spec,
+                            result=RunResult(
+                                status=STATUS_FAILED, error=f"Ray task failed: {type(exc).__name__}"
+                            ),
+                            meta=RunMeta(started_at=now_iso(), finished_at=now_iso()),
+                        )
+            refs = []
+        finally:
+            for ref in refs:
+                with contextlib.suppress(Exception):  # already finished or gone
+                    ray.cancel(ref, force=True)
+            if started:
+                ray.shutdown()
+
+
+def _ship_by_value(ray: object, fns: Iterable[RunFn]) -> None:
+    """Pickle task modules outside the actlab package by value (Ray workers may not have them)."""
+    for fn in fns:
+        mod_name = getattr(fn, "__module__", None)
+        if not mod_name or mod_name == "__main__" or mod_name.split(".")[0] == "actlab":
+            continue
+        module = sys.modules.get(mod_name)
+        if module is not None:
+            ray.cloudpickle.register_pickle_by_value(module)  # type: ignore[attr-defined]
+
+
+def make_executor(
+    kind: str = "local", *, workers: int | None = None, address: str | None = None
+) -> LocalExecutor | RayExecutor:
+    """``"local"`` -> :class:`LocalExecutor`; ``"ray"`` -> :class:`RayExecutor`."""
+    if kind == "local":
+        if address is not None:
+            raise ValueError("--address is for the ray executor; add --executor ray")
+        return LocalExecutor(workers)
+    if kind == "ray":
+        if workers is not None and workers < 1:
+            raise ValueError(f"the ray executor needs workers >= 1, got {workers}")
+        return RayExecutor(address=address, num_cpus=workers)
+    raise ValueError(f"unknown executor {kind!r}; use local or ray")

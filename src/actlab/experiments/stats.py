@@ -1,0 +1,308 @@
+"""Statistics over seeds: ranking, confidence intervals, paired tests, effect sizes.
+
+For each *setting* (task, dataset and configuration; a hyper-parameter grid makes one
+setting per grid point) and each activation, over the seeds whose run finished ``ok``:
+
+- ``mean``, ``std`` (sample, ddof=1), ``n``, and the 95% confidence interval of the mean
+  ``mean ± t(0.975, n-1) · std / sqrt(n)`` (Student t);
+- against the best activation (best mean in the metric's direction), on the seeds where
+  both have a value: the paired t-test (``scipy.stats.ttest_rel``, two-sided), the
+  Wilcoxon signed-rank test when there are at least 6 pairs (the fewest for which it can
+  reach p < 0.05), Cohen's d for paired samples ``d_z = mean(diff) / std(diff)`` with
+  ``diff`` oriented so that a positive value favours the best, and the Holm-adjusted
+  t-test p-value over the setting's comparisons;
+- a confidence statement: the best is called *better than* another activation only when
+  the Holm-adjusted paired t-test gives p < ``alpha``; otherwise *not distinguishable*.
+
+Diverged and failed runs are counted (``n_diverged``, ``n_failed``) and shown, but left
+out of the means: a mean over the seeds that survived flatters an unstable activation,
+so read it together with those counts (the statement names every activation that
+diverged).
+
+Example:
+    >>> df = load_results("actlab-study.sqlite")          # doctest: +SKIP
+    >>> table = summarize(df)                             # doctest: +SKIP
+    >>> print(statements(table)["mlp/digits"])            # doctest: +SKIP
+    relu is best on mlp/digits by test_accuracy (0.970 ± 0.010, n=3); better than ...
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+ALPHA = 0.05
+MIN_WILCOXON = 6
+
+SUMMARY_COLUMNS = [
+    "setting", "task_id", "task", "dataset", "config_hash", "metric", "higher_is_better",
+    "rank", "activation", "mean", "std", "n", "ci_low", "ci_high", "n_runs", "n_diverged",
+    "n_failed", "best", "n_pairs", "mean_diff", "p_value", "p_wilcoxon", "p_holm",
+    "effect_size", "distinguishable", "statement",
+]
+
+
+@dataclass(frozen=True)
+class Describe:
+    """Mean, sample standard deviation, n and the t-based confidence interval of the mean."""
+
+    mean: float
+    std: float
+    n: int
+    ci_low: float
+    ci_high: float
+
+
+def describe(values: Any, confidence: float = 0.95) -> Describe:
+    """``mean ± t((1+confidence)/2, n-1) · s / sqrt(n)`` of the finite values.
+
+    With n = 1 the standard deviation and the interval are NaN; with n = 0, all are NaN.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    n = int(x.size)
+    if n == 0:
+        return Describe(math.nan, math.nan, 0, math.nan, math.nan)
+    mean = float(x.mean())
+    if n == 1:
+        return Describe(mean, math.nan, 1, math.nan, math.nan)
+    std = float(x.std(ddof=1))
+    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+    return Describe(mean, std, n, mean - half, mean + half)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A paired comparison of the best activation with another, over common seeds."""
+
+    n: int
+    mean_diff: float  # > 0 favours the best
+    p_value: float  # paired t-test, two-sided (NaN when undefined)
+    p_wilcoxon: float  # Wilcoxon signed-rank, two-sided (NaN when n < 6 or undefined)
+    effect_size: float  # Cohen's d_z = mean(diff) / std(diff)
+
+
+def paired_compare(best: Any, other: Any, higher_is_better: bool = True) -> Paired:
+    """Compare two equally long arrays of per-seed values (same seed at same index).
+
+    ``diff = best - other`` when higher is better, ``other - best`` otherwise, so that a
+    positive ``mean_diff`` and ``effect_size`` favour ``best``. Pairs with a non-finite
+    value are dropped. With fewer than 2 pairs, or differences that are all equal (no
+    variance), the t-test is undefined (NaN p); if they are all zero the two are
+    identical and p = 1.
+    """
+    a = np.asarray(best, dtype=float)
+    b = np.asarray(other, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples need equal lengths, got {a.shape} and {b.shape}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    d = a - b if higher_is_better else b - a
+    n = int(d.size)
+    if n == 0:
+        return Paired(0, math.nan, math.nan, math.nan, math.nan)
+    mean_diff = float(d.mean())
+    if n < 2:
+        return Paired(n, mean_diff, math.nan, math.nan, math.nan)
+    sd = float(d.std(ddof=1))
+    if sd == 0.0 or not math.isfinite(sd):
+        p = 1.0 if mean_diff == 0.0 else math.nan
+        return Paired(n, mean_diff, p, p if n >= MIN_WILCOXON else math.nan, math.nan)
+    p_t = float(sps.ttest_rel(a, b).pvalue)
+    p_w = math.nan
+    if n >= MIN_WILCOXON and np.any(d != 0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p_w = float(sps.wilcoxon(a, b).pvalue)
+    return Paired(n, mean_diff, p_t, p_w, mean_diff / sd)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (NaN entries stay NaN and do not count)."""
+    idx = [i for i, p in enumerate(pvalues) if math.isfinite(p)]
+    m = len(idx)
+    out = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: pvalues[i])):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def _fmt(x: float) -> str:
+    if not math.isfinite(x):
+        return "nan"
+    a = abs(x)
+    if a != 0 and (a < 1e-3 or a >= 1e5):
+        return f"{x:.3g}"
+    return f"{x:.3f}" if a < 10 else f"{x:.4g}"
+
+
+def _fmt_p(p: float) -> str:
+    if not math.isfinite(p):
+        return "p undefined"
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}" if p < 0.01 else f"p={p:.2f}"
+
+
+def _settings(df: pd.DataFrame) -> dict[tuple[str, Any, str], str]:
+    """A readable label per (task, dataset, config_hash): task_id plus the config keys
+    that differ between that task_id's settings, e.g. ``mlp/digits lr=0.01``."""
+    labels: dict[tuple[str, Any, str], str] = {}
+    for tid, group in df.groupby("task_id", sort=True):
+        configs = {}
+        for _, row in group.drop_duplicates("config_hash").iterrows():
+            configs[(row["task"], row["dataset"], row["config_hash"])] = row["config"] or {}
+        keys = sorted({k for c in configs.values() for k in c})
+        varying = [
+            k for k in keys
+            if len({repr(c.get(k)) for c in configs.values()}) > 1
+        ]
+        for ident, cfg in configs.items():
+            extra = " ".join(f"{k}={cfg.get(k)}" for k in varying)
+            labels[ident] = f"{tid} {extra}".strip()
+    return labels
+
+
+def summarize(df: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """Rank activations per setting with statistics over seeds (see the module docstring).
+
+    Args:
+        df: one row per run, as from :func:`actlab.load_results` (needs ``task, dataset,
+            task_id, config_hash, config, activation, seed, status, metric,
+            higher_is_better, value``).
+        alpha: significance level of the confidence statement.
+
+    Returns:
+        One row per (setting, activation), ordered by setting then rank, with the
+        columns of :data:`SUMMARY_COLUMNS`; ``statement`` holds the setting's confidence
+        statement on every row of that setting.
+    """
+    if df.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    df = df.copy()
+    df["dataset"] = df["dataset"].where(df["dataset"].notna(), None)
+    labels = _settings(df)
+    out: list[dict[str, Any]] = []
+    for ident, group in df.groupby(["task", "dataset", "config_hash"], dropna=False, sort=True):
+        ident = (ident[0], None if pd.isna(ident[1]) else ident[1], ident[2])
+        out.extend(_summarize_setting(labels[ident], group, alpha))
+    table = pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+    return table.sort_values(["setting", "rank"], kind="stable").reset_index(drop=True)
+
+
+def _summarize_setting(label: str, group: pd.DataFrame, alpha: float) -> list[dict[str, Any]]:
+    metric = next((m for m in group["metric"] if isinstance(m, str)), None)
+    hib_vals = [h for h in group["higher_is_better"] if h is not None and not pd.isna(h)]
+    hib = bool(hib_vals[0]) if hib_vals else True
+    first = group.iloc[0]
+    rows: dict[str, dict[str, Any]] = {}
+    per_seed: dict[str, pd.Series] = {}
+    for act, g in group.groupby("activation", sort=True):
+        ok = g[(g["status"] == "ok") & np.isfinite(g["value"].astype(float))]
+        s = pd.Series(ok["value"].astype(float).values, index=ok["seed"].values)
+        per_seed[act] = s
+        d = describe(s.values)
+        rows[act] = {
+            "setting": label, "task_id": first["task_id"], "task": first["task"],
+            "dataset": first["dataset"], "config_hash": first["config_hash"],
+            "metric": metric, "higher_is_better": hib, "activation": act,
+            "mean": d.mean, "std": d.std, "n": d.n, "ci_low": d.ci_low, "ci_high": d.ci_high,
+            "n_runs": len(g), "n_diverged": int((g["status"] == "diverged").sum()),
+            "n_failed": int((g["status"] == "failed").sum()),
+        }
+    sign = 1.0 if hib else -1.0
+    order = sorted(
+        rows,
+        key=lambda a: (rows[a]["n"] == 0, -sign * rows[a]["mean"] if rows[a]["n"] else 0.0, a),
+    )
+    best = order[0] if rows[order[0]]["n"] else None
+    comps: list[tuple[str, Paired]] = []
+    for rank, act in enumerate(order, start=1):
+        r = rows[act]
+        r.update(rank=rank, best=best, n_pairs=0, mean_diff=math.nan, p_value=math.nan,
+                 p_wilcoxon=math.nan, p_holm=math.nan, effect_size=math.nan,
+                 distinguishable=None)
+        if best is None or act == best:
+            continue
+        common = per_seed[best].index.intersection(per_seed[act].index)
+        pc = paired_compare(per_seed[best][common].values, per_seed[act][common].values, hib)
+        r.update(n_pairs=pc.n, mean_diff=pc.mean_diff, p_value=pc.p_value,
+                 p_wilcoxon=pc.p_wilcoxon, effect_size=pc.effect_size)
+        comps.append((act, pc))
+    adjusted = holm([pc.p_value for _, pc in comps])
+    for (act, _), p in zip(comps, adjusted, strict=True):
+        rows[act]["p_holm"] = p
+        rows[act]["distinguishable"] = bool(math.isfinite(p) and p < alpha)
+    statement = _statement(label, metric, best, order, rows, alpha)
+    for r in rows.values():
+        r["statement"] = statement
+    return [rows[a] for a in order]
+
+
+def _statement(
+    label: str, metric: str | None, best: str | None, order: list[str],
+    rows: dict[str, dict[str, Any]], alpha: float,
+) -> str:
+    unstable = [
+        f"{a} diverged on {rows[a]['n_diverged']}/{rows[a]['n_runs']} runs"
+        for a in order if rows[a]["n_diverged"]
+    ] + [
+        f"{a} failed on {rows[a]['n_failed']}/{rows[a]['n_runs']} runs"
+        for a in order if rows[a]["n_failed"]
+    ]
+    tail = ("; " + "; ".join(unstable) + " (excluded from means)") if unstable else ""
+    what = metric or "its metric"
+    if best is None:
+        return f"no activation finished a run on {label}: no ranking{tail}."
+    b = rows[best]
+    head_stats = (
+        f"{_fmt(b['mean'])} ± {_fmt(b['std'])}, n={b['n']}" if b["n"] > 1
+        else f"{_fmt(b['mean'])}, n=1"
+    )
+    others = [a for a in order[1:] if rows[a]["n"]]
+    if not others:
+        return f"{best} is the only activation with results on {label} ({what} {head_stats}){tail}."
+    if max(rows[a]["n_pairs"] for a in others) < 2:
+        return (
+            f"{best} has the best mean {what} on {label} ({head_stats}), but with fewer than "
+            f"2 paired seeds no test is possible: no winner can be declared "
+            f"(run more seeds){tail}."
+        )
+    better = [a for a in others if rows[a]["distinguishable"]]
+    same = [a for a in others if not rows[a]["distinguishable"]]
+
+    def cite(a: str) -> str:
+        r = rows[a]
+        p = r["p_holm"] if math.isfinite(r["p_holm"]) else r["p_value"]
+        return f"{a} ({_fmt_p(p)}, n={r['n_pairs']})"
+
+    method = f"paired t-test over seeds, Holm-adjusted, α={alpha:g}"
+    if not same:
+        return (
+            f"{best} is best on {label} by {what} ({head_stats}): better than every other "
+            f"activation: {', '.join(cite(a) for a in better)} [{method}]{tail}."
+        )
+    if not better:
+        return (
+            f"{best} has the best mean {what} on {label} ({head_stats}) but is not "
+            f"distinguishable from {', '.join(cite(a) for a in same)}: no winner at this "
+            f"number of seeds [{method}]{tail}."
+        )
+    return (
+        f"{best} has the best mean {what} on {label} ({head_stats}); better than "
+        f"{', '.join(cite(a) for a in better)}; not distinguishable from "
+        f"{', '.join(cite(a) for a in same)} [{method}]{tail}."
+    )
+
+
+def statements(summary: pd.DataFrame) -> dict[str, str]:
+    """``{setting: confidence statement}`` from a :func:`summarize` table."""
+    return {
+        str(s): str(g["statement"].iloc[0]) for s, g in summary.groupby("setting", sort=True)
+    }

@@ -1,0 +1,316 @@
+"""Studies: the grid activations x tasks x seeds (x hyper-parameters), run and stored.
+
+A :class:`Study` expands into :class:`~actlab.experiments.base.RunSpec` s; :func:`run_study`
+skips those already finished in the database, executes the rest with an executor, and
+writes each result the moment it arrives (one transaction per run). Re-running the same
+study is therefore a resume: finished runs (``ok`` or ``diverged``) are skipped, ``failed``
+runs are retried, and a study killed at any moment loses only its runs in flight.
+
+Example:
+    >>> study = Study(tasks=["xor", "mlp/digits"], activations=["relu", "gelu"], seeds=3)
+    >>> summary = run_study(study, "runs.sqlite", workers=2)            # doctest: +SKIP
+    >>> actlab.load_results("runs.sqlite")                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from actlab.experiments.base import (
+    STATUS_DIVERGED,
+    STATUS_FAILED,
+    STATUS_OK,
+    TASKS,
+    RunSpec,
+    Task,
+)
+from actlab.experiments.executors import Job, LocalExecutor, RayExecutor, make_executor
+from actlab.experiments.store import ResultsStore
+
+DEFAULT_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", "mish")
+DEFAULT_TASKS = ("xor", "mlp/digits", "mlp/mnist1d", "ffn_timing", "gradflow")
+DEFAULT_SEEDS = 3
+DEFAULT_DB = "actlab-study.sqlite"
+
+
+def load_tasks() -> dict[str, Task]:
+    """The task registry, with the built-in tasks imported (registered) when available."""
+    try:
+        import actlab.experiments.tasks  # noqa: F401  (registers the built-in tasks)
+    except ModuleNotFoundError as exc:
+        if exc.name != "actlab.experiments.tasks":
+            raise
+    return TASKS
+
+
+def parse_task_id(task_id: str) -> tuple[str, dict[str, Any]]:
+    """``"mlp/digits"`` -> ``("mlp", {"dataset": "digits"})``; ``"xor"`` -> ``("xor", {})``.
+
+    Uses the tasks module's parser when it has one (it knows each task's datasets).
+    """
+    load_tasks()
+    try:
+        from actlab.experiments.tasks import parse_task_id as parse
+    except ImportError:  # no tasks module (yet), or it has no parser
+        parse = None
+    if parse is not None:
+        name, overrides = parse(task_id)
+        return name, dict(overrides)
+    name, _, dataset = task_id.strip().partition("/")
+    if name not in TASKS:
+        known = ", ".join(sorted(TASKS)) or "none registered"
+        raise ValueError(f"unknown task {task_id!r}; known tasks: {known}")
+    return name, ({"dataset": dataset} if dataset else {})
+
+
+def _activation_key(name: str) -> str:
+    from actlab.catalog import get
+
+    return get(name).key
+
+
+def _grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    keys = list(grid)
+    for k in keys:
+        if not list(grid[k]):
+            raise ValueError(f"hyper-parameter {k!r} has no values; give at least one")
+    return [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*grid.values())]
+
+
+@dataclass
+class Study:
+    """A grid of runs: activations x tasks x seeds x hyper-parameter grid.
+
+    Args:
+        tasks: task ids, ``TASK`` or ``TASK/DATASET`` (e.g. ``"mlp/digits"``).
+        activations: activation names, aliases or ``"formula:<text>"`` keys.
+        seeds: a number N (seeds 0..N-1) or an explicit list of seeds.
+        grid: hyper-parameters to cross, e.g. ``{"lr": [1e-3, 1e-2]}``; a key applies to
+            the tasks whose configuration has it (others run once), and must belong to
+            at least one task.
+        quick: apply each task's ``quick`` overrides (short runs, for tests and demos).
+        overrides: configuration set on every task that has the key (e.g. ``epochs``).
+        data_dir: directory with local datasets, passed as ``data_dir`` to tasks that
+            take one.
+
+    Example:
+        >>> Study(["xor"], ["relu", "tanh"], seeds=2).size()   # doctest: +SKIP
+        4
+    """
+
+    tasks: Sequence[str] = DEFAULT_TASKS
+    activations: Sequence[str] = DEFAULT_ACTIVATIONS
+    seeds: int | Sequence[int] = DEFAULT_SEEDS
+    grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    quick: bool = False
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    data_dir: str | Path | None = None
+
+    def seed_list(self) -> list[int]:
+        if isinstance(self.seeds, int):
+            if self.seeds < 1:
+                raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+            return list(range(self.seeds))
+        seeds = [int(s) for s in self.seeds]
+        if not seeds:
+            raise ValueError("give at least one seed")
+        return list(dict.fromkeys(seeds))
+
+    def resolved_tasks(self) -> list[tuple[Task, dict[str, Any]]]:
+        """``(task, configuration)`` per task id, before the hyper-parameter grid."""
+        tasks = load_tasks()
+        if not self.tasks:
+            raise ValueError("give at least one task")
+        out = []
+        for task_id in self.tasks:
+            name, overrides = parse_task_id(task_id)
+            task = tasks[name]
+            config = dict(task.defaults)
+            if self.quick:
+                config.update(task.quick)
+            config.update(overrides)
+            for k, v in self.overrides.items():
+                if k in config:
+                    config[k] = v
+            if self.data_dir is not None and "data_dir" in config:
+                config["data_dir"] = str(Path(self.data_dir).expanduser().resolve())
+            out.append((task, config))
+        return out
+
+    def specs(self) -> list[tuple[Task, RunSpec]]:
+        """Every run of the grid, seed-major (all of seed 0 first), with its task."""
+        if not self.activations:
+            raise ValueError("give at least one activation")
+        acts = list(dict.fromkeys(_activation_key(a) for a in self.activations))
+        seeds = self.seed_list()
+        tasks = self.resolved_tasks()
+        for key in self.grid:
+            if not any(key in cfg for _, cfg in tasks):
+                names = ", ".join(sorted({k for _, cfg in tasks for k in cfg}))
+                raise ValueError(
+                    f"hyper-parameter {key!r} is not used by any task of this study; "
+                    f"their settings are: {names}"
+                )
+        points = _grid_points(self.grid)
+        configs: list[tuple[Task, dict[str, Any]]] = []
+        for task, cfg in tasks:
+            seen: set[str] = set()
+            for point in points:
+                c = {**cfg, **{k: v for k, v in point.items() if k in cfg}}
+                rs = RunSpec(task.name, "", 0, c)
+                if rs.config_hash not in seen:
+                    seen.add(rs.config_hash)
+                    configs.append((task, c))
+        runs: dict[str, tuple[Task, RunSpec]] = {}
+        for seed in seeds:
+            for task, cfg in configs:
+                for act in acts:
+                    spec = RunSpec(task=task.name, activation=act, seed=seed, config=cfg)
+                    runs.setdefault(spec.key, (task, spec))
+        return list(runs.values())
+
+    def size(self) -> int:
+        return len(self.specs())
+
+
+@dataclass
+class StudySummary:
+    """What :func:`run_study` did."""
+
+    db: Path
+    total: int
+    skipped: int
+    ok: int = 0
+    diverged: int = 0
+    failed: int = 0
+    wall_time: float = 0.0
+    interrupted: bool = False
+    executor: str = ""
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def executed(self) -> int:
+        return self.ok + self.diverged + self.failed
+
+    def line(self) -> str:
+        """One-line summary, e.g. ``12 runs: 10 ok, 1 diverged, 1 failed, 0 skipped...``."""
+        head = "interrupted: " if self.interrupted else ""
+        remaining = self.total - self.skipped - self.executed
+        tail = f", {remaining} not run" if remaining else ""
+        return (
+            f"{head}{self.total} runs: {self.ok} ok, {self.diverged} diverged, "
+            f"{self.failed} failed, {self.skipped} already in the database{tail} "
+            f"({self.wall_time:.1f} s, {self.executor}); results in {self.db}"
+        )
+
+
+def run_study(
+    study: Study,
+    db: str | Path = DEFAULT_DB,
+    *,
+    executor: str | LocalExecutor | RayExecutor = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+) -> StudySummary:
+    """Run a study's unfinished runs and write each result to ``db`` as it finishes.
+
+    Args:
+        study: the grid.
+        db: the SQLite results database (created if missing).
+        executor: ``"local"`` (worker processes), ``"ray"``, or an executor object.
+        workers: worker processes (local; 0 = this process) or local Ray CPUs.
+        address: Ray cluster address (``executor="ray"``).
+        progress: show a progress bar with ETA (on ``console``, default stderr).
+
+    Returns:
+        A :class:`StudySummary`. Ctrl-C stops the workers and re-raises
+        ``KeyboardInterrupt`` after printing what was saved.
+    """
+    console = console or Console(stderr=True)
+    runs = study.specs()
+    ex = make_executor(executor, workers=workers, address=address) if isinstance(
+        executor, str
+    ) else executor
+    t0 = time.perf_counter()
+    with ResultsStore(db) as store:
+        done = store.finished_keys()
+        todo = [(task, spec) for task, spec in runs if spec.key not in done]
+        summary = StudySummary(
+            db=Path(db), total=len(runs), skipped=len(runs) - len(todo), executor=ex.describe()
+        )
+        tasks_by_key = {spec.key: task for task, spec in todo}
+        jobs = [Job(spec, task.run) for task, spec in todo]
+        bar = Progress(
+            TextColumn("[bold]study[/bold]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not progress,
+            transient=False,
+        )
+        outcomes = ex.run(jobs)
+        try:
+            with bar:
+                bar_id = bar.add_task("runs", total=len(jobs), status="")
+                for outcome in outcomes:
+                    task = tasks_by_key[outcome.spec.key]
+                    store.record(
+                        outcome.spec,
+                        outcome.result,
+                        outcome.meta,
+                        metric=task.metric,
+                        higher_is_better=task.higher_is_better,
+                    )
+                    _count(summary, outcome.spec, outcome.result)
+                    bar.update(bar_id, advance=1, status=_bar_status(summary))
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            summary.wall_time = time.perf_counter() - t0
+            outcomes.close()
+            console.print(summary.line())
+            console.print("re-run the same command to resume; finished runs are kept")
+            raise
+        finally:
+            outcomes.close()
+    summary.wall_time = time.perf_counter() - t0
+    return summary
+
+
+def _count(summary: StudySummary, spec: RunSpec, result: Any) -> None:
+    if result.status == STATUS_OK:
+        summary.ok += 1
+    elif result.status == STATUS_DIVERGED:
+        summary.diverged += 1
+    elif result.status == STATUS_FAILED:
+        summary.failed += 1
+        summary.errors[spec.key] = result.error or "unknown error"
+
+
+def _bar_status(s: StudySummary) -> str:
+    bits = [f"{s.ok} ok"]
+    if s.diverged:
+        bits.append(f"{s.diverged} diverged")
+    if s.failed:
+        bits.append(f"{s.failed} failed")
+    return ", ".join(bits)

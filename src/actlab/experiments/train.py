@@ -1,0 +1,303 @@
+"""Training loops on tensors: a classifier (per-epoch curves) and a character LM.
+
+Datasets sit on the device; each epoch shuffles an index with ``torch.randperm`` (a seeded
+generator) and slices batches from it, so there is no per-sample Python work and no
+DataLoader. Losses are accumulated on the device and read once per epoch (no ``.item()``
+per step). A non-finite loss stops the run with ``status="diverged"`` and the global step
+(0-based) of the first bad loss.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from actlab.experiments.base import STATUS_DIVERGED, STATUS_OK
+from actlab.experiments.data import Dataset, TextData
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy and torch (CPU and CUDA) from one integer."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(
+    model: nn.Module, name: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
+    """``adam`` (default), ``adamw`` or ``sgd`` (momentum 0.9) over the model's parameters."""
+    if not (isinstance(lr, int | float) and lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"learning rate must be a positive number, got {lr!r}")
+    params = model.parameters()
+    key = name.lower()
+    if key == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if key == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if key == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; accepted: adam, adamw, sgd")
+
+
+@dataclass
+class FitResult:
+    """What a training loop returns (plain data; tasks turn it into a ``RunResult``).
+
+    Attributes:
+        status: ``"ok"`` or ``"diverged"``.
+        metrics: final scalars (``test_accuracy``, ``test_loss``, ``train_loss``, ...).
+        curves: per-epoch (or per-evaluation) series.
+        diverged_step: global optimisation step of the first non-finite loss.
+        steps: optimisation steps taken.
+        wall_time: seconds.
+        extra: other JSON-able results (e.g. dead fraction per layer).
+    """
+
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    diverged_step: int | None = None
+    steps: int = 0
+    wall_time: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _DivergenceWatch:
+    """Remembers, on the device, the first step whose loss is not finite (no host sync)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.first = torch.full((), -1, dtype=torch.long, device=device)
+        self.step = torch.zeros((), dtype=torch.long, device=device)
+
+    def update(self, loss: Tensor) -> None:
+        bad = ~torch.isfinite(loss) & (self.first < 0)
+        self.first = torch.where(bad, self.step, self.first)
+        self.step += 1
+
+    def diverged_at(self) -> int | None:
+        """Global step of the first non-finite loss (one host sync), or ``None``."""
+        first = int(self.first)
+        return first if first >= 0 else None
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 4096) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)`` (one host sync)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    for i in range(0, len(y), batch_size):
+        logits = model(x[i : i + batch_size])
+        yb = y[i : i + batch_size]
+        loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
+        correct += (logits.argmax(dim=-1) == yb).sum()
+    model.train(was_training)
+    n = max(len(y), 1)
+    return float(loss_sum) / n, int(correct) / n
+
+
+def _dead_monitor(model: nn.Module) -> Any:
+    """A ``DeadUnitMonitor`` on the model, or ``None`` if the analysis stage lacks it."""
+    try:
+        from actlab.analysis.dead_units import DeadUnitMonitor
+    except ImportError:
+        return None
+    return DeadUnitMonitor(model)
+
+
+def fit_classifier(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    batch_size: int = 128,
+    seed: int = 0,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    monitor_dead: bool = True,
+) -> FitResult:
+    """Train ``model`` with cross-entropy on ``data`` (already on the model's device).
+
+    Per epoch it records ``train_loss`` (mean over the epoch), ``test_loss``,
+    ``test_accuracy``, ``epoch_time`` (seconds of training, evaluation excluded) and, when
+    :class:`actlab.analysis.dead_units.DeadUnitMonitor` is available, ``dead_fraction``
+    (mean over activation layers of the fraction of units dead during that epoch).
+
+    Args:
+        seed: seeds the batch shuffling (model initialisation is the caller's).
+
+    Example:
+        >>> ds = load_dataset("digits")
+        >>> res = fit_classifier(MLP(64, (32,), 10), ds, epochs=2)
+        >>> res.status, 0 <= res.metrics["test_accuracy"] <= 1
+        ('ok', True)
+    """
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    start = time.perf_counter()
+    device = data.x_train.device
+    opt = make_optimizer(model, optimizer, lr, weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    watch = _DivergenceWatch(device)
+    monitor = _dead_monitor(model) if monitor_dead else None
+    x, y = data.x_train, data.y_train
+    n = len(y)
+    curves: dict[str, list[float]] = {
+        k: [] for k in ("train_loss", "test_loss", "test_accuracy", "epoch_time")
+    }
+    if monitor is not None:
+        curves["dead_fraction"] = []
+    result = FitResult(status=STATUS_OK, curves=curves)
+    steps = 0
+    try:
+        model.train()
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            if monitor is not None:
+                monitor.reset()
+            perm = torch.randperm(n, generator=gen).to(device)
+            loss_sum = torch.zeros((), device=device)
+            for i in range(0, n, batch_size):
+                idx = perm[i : i + batch_size]
+                loss = F.cross_entropy(model(x[idx]), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                detached = loss.detach()
+                watch.update(detached)
+                loss_sum += detached * len(idx)
+                steps += 1
+            bad = watch.diverged_at()  # the epoch's one host sync
+            curves["epoch_time"].append(time.perf_counter() - t0)
+            if bad is not None:
+                result.status, result.diverged_step = STATUS_DIVERGED, bad
+                break
+            curves["train_loss"].append(float(loss_sum) / n)
+            if monitor is not None:
+                fractions = monitor.fractions()
+                curves["dead_fraction"].append(
+                    float(np.mean(list(fractions.values()))) if fractions else 0.0
+                )
+                result.extra["dead_by_layer"] = {str(k): float(v) for k, v in fractions.items()}
+            test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+            curves["test_loss"].append(test_loss)
+            curves["test_accuracy"].append(test_acc)
+    finally:
+        if monitor is not None:
+            monitor.detach()
+    result.steps = steps
+    if curves["test_accuracy"]:
+        result.metrics = {
+            "test_accuracy": curves["test_accuracy"][-1],
+            "test_loss": curves["test_loss"][-1],
+            "train_loss": curves["train_loss"][-1],
+            "best_test_accuracy": max(curves["test_accuracy"]),
+        }
+        if curves.get("dead_fraction"):
+            result.metrics["dead_fraction"] = curves["dead_fraction"][-1]
+    result.wall_time = time.perf_counter() - start
+    return result
+
+
+def _windows(ids: Tensor, starts: Tensor, block: int) -> tuple[Tensor, Tensor]:
+    """Inputs ``ids[s : s + block]`` and targets shifted by one, for each start ``s``."""
+    offsets = torch.arange(block + 1, device=ids.device)
+    chunk = ids[starts[:, None] + offsets]
+    return chunk[:, :-1], chunk[:, 1:]
+
+
+@torch.no_grad()
+def lm_loss(model: nn.Module, ids: Tensor, block: int, batch_size: int, batches: int,
+            seed: int = 0) -> float:
+    """Mean next-character cross-entropy (nats) over ``batches`` fixed random windows."""
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, len(ids) - block - 1, (batches, batch_size), generator=gen)
+    total = torch.zeros((), device=ids.device)
+    for row in starts.to(ids.device):
+        xb, yb = _windows(ids, row, block)
+        logits = model(xb)
+        total += F.cross_entropy(logits.flatten(0, 1).float(), yb.flatten())
+    model.train(was_training)
+    return float(total) / batches
+
+
+def fit_lm(
+    model: nn.Module,
+    text: TextData,
+    *,
+    steps: int = 500,
+    lr: float = 3e-3,
+    batch_size: int = 32,
+    block_size: int = 64,
+    eval_every: int = 100,
+    eval_batches: int = 10,
+    seed: int = 0,
+    optimizer: str = "adamw",
+) -> FitResult:
+    """Train a character LM on random windows of ``text.train`` (already on the device).
+
+    Every ``eval_every`` steps (and at the end) it records ``train_loss`` (mean since the
+    last evaluation), ``val_loss`` (fixed windows of ``text.val``) and ``step``. Metrics:
+    ``val_loss`` (nats per character) and ``val_bpc`` (bits per character).
+    """
+    if steps < 1 or batch_size < 1 or eval_every < 1:
+        raise ValueError(
+            f"steps, batch_size and eval_every must be >= 1, got {steps}, {batch_size}, "
+            f"{eval_every}"
+        )
+    if min(len(text.train), len(text.val)) <= block_size + 1:
+        raise ValueError(f"the text is shorter than block_size + 2 = {block_size + 2} characters")
+    start = time.perf_counter()
+    device = text.train.device
+    opt = make_optimizer(model, optimizer, lr)
+    gen = torch.Generator().manual_seed(seed)
+    watch = _DivergenceWatch(device)
+    curves: dict[str, list[float]] = {"step": [], "train_loss": [], "val_loss": []}
+    result = FitResult(status=STATUS_OK, curves=curves)
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    since = 0
+    for step in range(1, steps + 1):
+        starts = torch.randint(0, len(text.train) - block_size - 1, (batch_size,), generator=gen)
+        xb, yb = _windows(text.train, starts.to(device), block_size)
+        loss = F.cross_entropy(model(xb).flatten(0, 1), yb.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        watch.update(loss.detach())
+        loss_sum += loss.detach()
+        since += 1
+        if step % eval_every == 0 or step == steps:
+            bad = watch.diverged_at()
+            if bad is not None:
+                result.status, result.diverged_step = STATUS_DIVERGED, bad
+                break
+            curves["step"].append(step)
+            curves["train_loss"].append(float(loss_sum) / since)
+            curves["val_loss"].append(
+                lm_loss(model, text.val, block_size, batch_size, eval_batches, seed=12345)
+            )
+            loss_sum.zero_()
+            since = 0
+    result.steps = int(watch.step)
+    if curves["val_loss"] and result.status == STATUS_OK:
+        result.metrics = {
+            "val_loss": curves["val_loss"][-1],
+            "val_bpc": curves["val_loss"][-1] / math.log(2),
+            "train_loss": curves["train_loss"][-1],
+        }
+    result.wall_time = time.perf_counter() - start
+    return result

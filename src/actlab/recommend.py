@@ -1,0 +1,654 @@
+"""Which activation should I use? The decision framework, and a recommendation from a study.
+
+Two entry points:
+
+* :func:`recommend` follows the seed article's decision framework: hidden layers by
+  architecture (ReLU for CNNs, GELU for transformers, tanh with sigmoid gates for RNNs),
+  the output layer by task (sigmoid, softmax, linear, tanh), and Leaky ReLU / ELU when
+  many units die. Every choice comes with its reason and what to watch for.
+* :func:`recommend_from_study` reads a study's SQLite database and recommends, per task,
+  the best activation *with the confidence in that choice* (from the paired statistics),
+  its time cost relative to ReLU, and warnings (dead units, diverged runs, numerical
+  instability found by the audit).
+
+Example:
+    >>> r = actlab.recommend("cnn", "multiclass")
+    >>> r.hidden, r.output
+    ('relu', 'softmax')
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+ARCHITECTURES = ("cnn", "transformer", "rnn", "mlp")
+TASKS = ("binary", "multiclass", "regression", "bounded")
+DEAD_THRESHOLD = 0.10
+"""Fraction of dead hidden units above which a ReLU network should switch activation."""
+
+_ARCH_ALIASES = {"lstm": "rnn", "gru": "rnn", "convnet": "cnn", "vit": "transformer"}
+_TASK_ALIASES = {"multi-class": "multiclass", "multi_class": "multiclass", "linear": "regression"}
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """Another activation worth trying, and when."""
+
+    activation: str
+    when: str
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A recommended hidden and output activation, with reasons.
+
+    Attributes:
+        architecture: ``cnn``, ``transformer``, ``rnn`` or ``mlp``.
+        task: ``binary``, ``multiclass``, ``regression`` or ``bounded``.
+        hidden: activation for the hidden layers (an actlab name).
+        output: activation of the output layer (``sigmoid``, ``softmax``, ``identity``
+            i.e. linear, or ``tanh``).
+        gate: activation of the gates (RNNs only), else ``None``.
+        reasons: why each choice was made, one sentence each.
+        watch_for: what to monitor or get right when using them.
+        alternatives: other activations and when to prefer them.
+        source: where the rule comes from (the article, or actlab's own reasoning).
+        dead_fraction: the dead-unit fraction the caller reported, if any.
+    """
+
+    architecture: str
+    task: str
+    hidden: str
+    output: str
+    gate: str | None
+    reasons: tuple[str, ...]
+    watch_for: tuple[str, ...]
+    alternatives: tuple[Alternative, ...]
+    source: str
+    dead_fraction: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        lines = [
+            f"{self.architecture} / {self.task}: hidden {self.hidden}"
+            + (f", gates {self.gate}" if self.gate else "")
+            + f", output {self.output}",
+            f"  source: {self.source}",
+            "  why:",
+            *(f"    - {r}" for r in self.reasons),
+            "  watch for:",
+            *(f"    - {w}" for w in self.watch_for),
+            "  alternatives:",
+            *(f"    - {a.activation}: {a.when}" for a in self.alternatives),
+        ]
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- rules
+
+_ARTICLE = "the seed article's decision framework"
+
+_HIDDEN: dict[str, dict[str, Any]] = {
+    "cnn": dict(
+        hidden="relu",
+        gate=None,
+        source=_ARTICLE,
+        reason=(
+            "ReLU for CNNs: one comparison per element and no exponential, and its gradient "
+            "is exactly 1 for positive inputs, so it does not shrink through depth; it is the "
+            "well-understood default in vision."
+        ),
+        watch=(
+            "Dying ReLU: monitor the fraction of dead units during training "
+            "(actlab.DeadUnitMonitor); above 10% switch to Leaky ReLU or ELU.",
+            "Initialise with Kaiming (He) init, gain sqrt(2) (actlab.gain('relu')); a too "
+            "large learning rate pushes units into the dead region.",
+        ),
+        alternatives=(
+            Alternative("leaky_relu", "when many units die; same cost as ReLU"),
+            Alternative("elu", "when units die and a smooth negative side helps; costs an exp"),
+            Alternative("gelu", "when a little accuracy matters more than speed"),
+        ),
+    ),
+    "transformer": dict(
+        hidden="gelu",
+        gate=None,
+        source=_ARTICLE,
+        reason=(
+            "GELU for transformers: the standard in BERT, GPT and most modern transformers; "
+            "smooth, with a non-zero gradient for negative inputs, which helps optimisation "
+            "of deep attention stacks."
+        ),
+        watch=(
+            "Exact (erf) GELU and its tanh approximation differ slightly: use the one a "
+            "pretrained checkpoint was trained with (actlab names gelu and gelu_tanh).",
+            "GELU costs more per element than ReLU; use the native or fused kernel "
+            "(actlab bench gelu relu shows the gap on your machine).",
+        ),
+        alternatives=(
+            Alternative(
+                "swiglu",
+                "a gated FFN (Shazeer 2020, used by PaLM and LLaMA); scale d_ff by 2/3 to keep "
+                "the parameter count",
+            ),
+            Alternative("silu", "a close smooth alternative to GELU (Swish)"),
+            Alternative("relu", "when speed matters most; usually a small loss in quality"),
+        ),
+    ),
+    "rnn": dict(
+        hidden="tanh",
+        gate="sigmoid",
+        source=_ARTICLE,
+        reason=(
+            "tanh for the hidden-state transformation and sigmoid for the gates, as built into "
+            "LSTM and GRU cells: tanh is zero-centred and bounded in [-1, 1], which keeps the "
+            "recurrent state from growing over time steps, and a sigmoid gate in (0, 1) is the "
+            "fraction of a signal to let through."
+        ),
+        watch=(
+            "Saturation: tanh and sigmoid gradients vanish for |x| above about 3; over long "
+            "sequences prefer LSTM/GRU to a vanilla RNN and clip gradients.",
+            "Initialise recurrent weights orthogonally so that the state neither explodes nor "
+            "vanishes at the start.",
+        ),
+        alternatives=(
+            Alternative(
+                "relu",
+                "for a vanilla RNN with identity-initialised recurrent weights (IRNN, Le et al. "
+                "2015); unbounded, so watch for exploding states",
+            ),
+        ),
+    ),
+    "mlp": dict(
+        hidden="relu",
+        gate=None,
+        source=(
+            "actlab's reasoned choice (the article gives no rule for plain MLPs; its own "
+            "MNIST MLP uses ReLU)"
+        ),
+        reason=(
+            "ReLU for a plain MLP: the article's own MNIST MLP uses it, it is the cheapest "
+            "non-linearity, and its unit gradient on the active side trains shallow and "
+            "medium-depth MLPs well; this is actlab's choice, not a rule from the article."
+        ),
+        watch=(
+            "Dying ReLU: monitor the dead-unit fraction; above 10% switch to Leaky ReLU or ELU.",
+            "For deep MLPs (more than about 10 layers) run the depth experiment "
+            "(actlab study --tasks depth): smooth activations with a matching init gain "
+            "(actlab.gain) often train deeper.",
+        ),
+        alternatives=(
+            Alternative("gelu", "deep MLPs, or when accuracy matters more than speed"),
+            Alternative("silu", "a smooth alternative to GELU (Swish)"),
+            Alternative(
+                "selu",
+                "self-normalising MLP without normalisation layers (Klambauer et al. 2017); "
+                "needs LeCun-normal init",
+            ),
+            Alternative("leaky_relu", "when many units die"),
+        ),
+    ),
+}
+
+_OUTPUT: dict[str, tuple[str, str, str]] = {
+    "binary": (
+        "sigmoid",
+        "sigmoid output for binary classification: the probability of the positive class, "
+        "in (0, 1).",
+        "Train on the logits with BCEWithLogitsLoss (sigmoid fused into the loss, numerically "
+        "stable) and apply the sigmoid only for predictions.",
+    ),
+    "multiclass": (
+        "softmax",
+        "softmax output for multi-class classification: a probability distribution over the "
+        "classes.",
+        "nn.CrossEntropyLoss takes raw logits and applies log-softmax itself: do not put a "
+        "softmax layer before it.",
+    ),
+    "regression": (
+        "identity",
+        "linear (identity) output for regression: any squashing would cap the predictions.",
+        "Standardise the targets; if they are positive only, a softplus output is an option.",
+    ),
+    "bounded": (
+        "tanh",
+        "tanh output for targets in [-1, 1]: bounded and zero-centred.",
+        "Scale targets to [-1, 1]; targets of exactly +-1 drive pre-activations to infinity "
+        "and saturate the gradient, so keep them slightly inside.",
+    ),
+}
+
+
+def _choose(value: str, accepted: tuple[str, ...], aliases: dict[str, str], what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be one of {', '.join(accepted)}; got {value!r}")
+    key = value.strip().lower()
+    key = aliases.get(key, key)
+    if key not in accepted:
+        raise ValueError(f"unknown {what} {value!r}; accepted: {', '.join(accepted)}")
+    return key
+
+
+def recommend(
+    architecture: str = "mlp",
+    task: str = "multiclass",
+    dead_fraction: float | None = None,
+) -> Recommendation:
+    """The decision framework: hidden and output activation for an architecture and task.
+
+    Args:
+        architecture: ``"cnn"``, ``"transformer"``, ``"rnn"`` or ``"mlp"`` (case-insensitive;
+            ``lstm``/``gru`` mean ``rnn``).
+        task: ``"binary"``, ``"multiclass"``, ``"regression"`` or ``"bounded"`` (outputs in
+            [-1, 1]).
+        dead_fraction: the measured fraction of dead hidden units (0..1), if known. Above
+            ``DEAD_THRESHOLD`` (10%) a ReLU network is switched to Leaky ReLU.
+
+    Returns:
+        A :class:`Recommendation` with the reasons, what to watch for and alternatives.
+
+    Raises:
+        ValueError: for an unknown architecture or task, or a dead fraction outside [0, 1].
+
+    Example:
+        >>> actlab.recommend("transformer", "multiclass").hidden
+        'gelu'
+    """
+    arch = _choose(architecture, ARCHITECTURES, _ARCH_ALIASES, "architecture")
+    tsk = _choose(task, TASKS, _TASK_ALIASES, "task")
+    if dead_fraction is not None:
+        try:
+            dead_fraction = float(dead_fraction)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"dead_fraction must be a number between 0 and 1; got {dead_fraction!r}"
+            ) from None
+        if not (math.isfinite(dead_fraction) and 0.0 <= dead_fraction <= 1.0):
+            raise ValueError(f"dead_fraction must be between 0 and 1; got {dead_fraction!r}")
+
+    rule = _HIDDEN[arch]
+    hidden: str = rule["hidden"]
+    reasons = [rule["reason"]]
+    watch = list(rule["watch"])
+    alternatives = list(rule["alternatives"])
+    if dead_fraction is not None:
+        pct = f"{100 * dead_fraction:.0f}%"
+        limit = f"{100 * DEAD_THRESHOLD:.0f}%"
+        if hidden == "relu" and dead_fraction > DEAD_THRESHOLD:
+            hidden = "leaky_relu"
+            reasons.append(
+                f"{pct} of the hidden units are dead (more than {limit}): Leaky ReLU keeps a "
+                "small slope (0.01) for negative inputs, so dead units still get a gradient and "
+                "can recover (the article's remedy for dying ReLU)."
+            )
+            alternatives = [
+                Alternative("elu", "the smooth remedy for dead units; costs an exponential"),
+                Alternative("prelu", "Leaky ReLU with a learned slope"),
+                Alternative("relu", "once the cause (learning rate, init) is fixed"),
+            ]
+            watch.append(
+                "Dead units usually follow a too-large learning rate or a poor init: check both "
+                "even after switching."
+            )
+        elif hidden == "relu":
+            reasons.append(f"{pct} dead units is within the {limit} threshold: keep ReLU.")
+        elif dead_fraction > DEAD_THRESHOLD:
+            watch.append(
+                f"{pct} of units inactive with {hidden} is not dying ReLU ({hidden} has a "
+                "gradient for negative inputs): look at saturation, the learning rate and "
+                "normalisation rather than the activation."
+            )
+    output, out_reason, out_watch = _OUTPUT[tsk]
+    reasons.append(out_reason)
+    watch.append(out_watch)
+    return Recommendation(
+        architecture=arch,
+        task=tsk,
+        hidden=hidden,
+        output=output,
+        gate=rule["gate"],
+        reasons=tuple(reasons),
+        watch_for=tuple(watch),
+        alternatives=tuple(alternatives),
+        source=rule["source"],
+        dead_fraction=dead_fraction,
+    )
+
+
+
+
+# ----------------------------------------------------------------------------- from a study
+
+COST_TASKS = ("ffn_timing",)
+"""Tasks that measure time, not quality: they inform the cost trade-off, not the ranking."""
+DIAGNOSTIC_TASKS = ("gradflow",)
+"""Tasks that measure behaviour at initialisation; reported, not ranked for the choice."""
+BASELINE = "relu"
+
+
+@dataclass(frozen=True)
+class TaskChoice:
+    """The best activation on one setting of a study, with the confidence in that choice.
+
+    Attributes:
+        setting: the setting's label (``"mlp/digits"``, or with a varying config key).
+        metric: the metric ranked (``higher_is_better`` its direction).
+        best: the activation with the best mean (``None`` if no run finished).
+        mean, std, n, ci_low, ci_high: the best's statistics over seeds.
+        tied_with: activations not distinguishable from the best (Holm-adjusted paired
+            t-test, alpha 0.05), or that could not be tested.
+        beaten: activations the best is significantly better than.
+        confidence: ``"clear"`` (better than every other), ``"tied"`` (not distinguishable
+            from some), ``"untested"`` (fewer than 2 paired seeds) or ``"none"``.
+        statement: the statistics' full confidence statement.
+        time_ratio: the best's mean wall time per run relative to ReLU's on this setting.
+    """
+
+    setting: str
+    metric: str
+    higher_is_better: bool
+    best: str | None
+    mean: float
+    std: float
+    n: int
+    ci_low: float
+    ci_high: float
+    tied_with: tuple[str, ...]
+    beaten: tuple[str, ...]
+    confidence: str
+    statement: str
+    time_ratio: float | None
+
+    @property
+    def label(self) -> str:
+        return self.setting
+
+    @property
+    def metric_text(self) -> str:
+        if self.best is None:
+            return "-"
+        if self.n > 1 and math.isfinite(self.std):
+            return f"{self.metric} {self.mean:.4g} ± {self.std:.2g} (n={self.n})"
+        return f"{self.metric} {self.mean:.4g} (n={self.n})"
+
+    @property
+    def confidence_text(self) -> str:
+        if self.confidence == "clear":
+            return "clear: better than every other activation (paired test)"
+        if self.confidence == "tied":
+            return "not distinguishable from " + ", ".join(self.tied_with)
+        if self.confidence == "untested":
+            return "untested: fewer than 2 paired seeds"
+        return "no finished runs"
+
+
+@dataclass(frozen=True)
+class StudyRecommendation:
+    """What a study's own results recommend.
+
+    Attributes:
+        db: the database read.
+        tasks: the best activation per quality setting (timing and diagnostic tasks are
+            not ranked for the choice).
+        overall: the activation best or tied-best on the most settings (ties broken by
+            mean rank, then by time), or ``None``.
+        overall_support: settings where ``overall`` is best or tied-best, out of all.
+        summary: one paragraph: the choice and its confidence.
+        cost: the time trade-off against ReLU (FFN timing and wall time).
+        warnings: dead units, diverged or failed runs, numerical instability (audit).
+    """
+
+    db: str
+    tasks: tuple[TaskChoice, ...]
+    overall: str | None
+    overall_support: tuple[int, int]
+    summary: str
+    cost: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        lines = [self.summary, "per task:"]
+        for t in self.tasks:
+            lines.append(f"  - {t.setting}: {t.best} ({t.metric_text}); {t.confidence_text}")
+        if self.cost:
+            lines += ["cost:", *(f"  - {c}" for c in self.cost)]
+        lines += ["warnings:", *(f"  - {w}" for w in self.warnings or ("none",))]
+        return "\n".join(lines)
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def _task_choice(setting: str, group: Any, wall: dict[str, float]) -> TaskChoice:
+    first = group.iloc[0]
+    best = first["best"] if isinstance(first["best"], str) else None
+    metric = str(first["metric"] or "metric")
+    hib = bool(first["higher_is_better"])
+    statement = str(first["statement"])
+    if best is None:
+        return TaskChoice(setting, metric, hib, None, math.nan, math.nan, 0, math.nan,
+                          math.nan, (), (), "none", statement, None)
+    b = group[group["activation"] == best].iloc[0]
+    others = group[(group["activation"] != best) & (group["n"] > 0)]
+    sig = others["distinguishable"].map(lambda v: v is True or v == 1.0)
+    beaten = tuple(others[sig]["activation"])
+    tied = tuple(a for a in others["activation"] if a not in beaten)
+    if others.empty or int(others["n_pairs"].max()) < 2:
+        confidence = "untested"
+    else:
+        confidence = "clear" if not tied else "tied"
+    ratio = None
+    if best in wall and BASELINE in wall and wall[BASELINE] > 0:
+        ratio = wall[best] / wall[BASELINE]
+    return TaskChoice(
+        setting, metric, hib, best, float(b["mean"]), float(b["std"]), int(b["n"]),
+        float(b["ci_low"]), float(b["ci_high"]), tied, beaten, confidence, statement, ratio,
+    )
+
+
+def _dead_fraction(run: Any) -> float | None:
+    """Final dead-unit fraction of a stored run (metric, else the last curve value)."""
+    v = run.result.metrics.get("dead_fraction")
+    if _finite(v):
+        return float(v)
+    curve = [x for x in run.result.curves.get("dead_fraction", []) if _finite(x)]
+    return float(curve[-1]) if curve else None
+
+
+def study_warnings(df: Any, summary: Any, runs: list[Any]) -> list[str]:
+    """Diverged/failed runs and dead units, from a study's table and stored runs."""
+    out: list[str] = []
+    for (setting, act), g in summary.groupby(["setting", "activation"], sort=True):
+        r = g.iloc[0]
+        if r["n_diverged"]:
+            steps = df[
+                (df["activation"] == act) & (df["status"] == "diverged")
+                & (df["config_hash"] == r["config_hash"]) & (df["task"] == r["task"])
+            ]["diverged_step"].dropna()
+            when = f" (first non-finite loss at step {int(steps.min())})" if len(steps) else ""
+            out.append(
+                f"{act} diverged on {int(r['n_diverged'])}/{int(r['n_runs'])} runs of "
+                f"{setting}{when}; its mean covers only the runs that finished."
+            )
+        if r["n_failed"]:
+            out.append(
+                f"{act} failed (an error) on {int(r['n_failed'])}/{int(r['n_runs'])} runs of "
+                f"{setting}: see the report's run table; re-running the study retries them."
+            )
+    dead: dict[tuple[str, str], list[float]] = {}
+    for run in runs:
+        d = _dead_fraction(run)
+        if d is not None:
+            task = run.spec.task + (f"/{run.dataset}" if run.dataset else "")
+            dead.setdefault((task, run.spec.activation), []).append(d)
+    for (task, act), vals in sorted(dead.items()):
+        mean = sum(vals) / len(vals)
+        if mean > DEAD_THRESHOLD:
+            out.append(
+                f"{act} ends {task} with {100 * mean:.0f}% dead units (mean over "
+                f"{len(vals)} run(s); threshold {100 * DEAD_THRESHOLD:.0f}%): prefer Leaky ReLU "
+                "or ELU there, or lower the learning rate."
+            )
+    return out
+
+
+def audit_warnings(activations: list[str]) -> list[str]:
+    """Numerical instability found by the stability audit for these activations."""
+    try:
+        from actlab.analysis import audit
+    except ImportError:
+        return []
+    out = []
+    for name in activations:
+        try:
+            result = audit(name)
+        except Exception as exc:  # an activation the audit cannot evaluate
+            out.append(f"{name}: the stability audit could not run ({exc}).")
+            continue
+        if not result.passed:
+            out.append(
+                f"{name} failed the stability audit (NaN/inf or large relative error where "
+                "the true value is finite): see the report's audit table."
+            )
+    return out
+
+
+def _cost_lines(summary: Any, choices: list[TaskChoice], overall: str | None) -> list[str]:
+    lines = []
+    for setting, g in summary[summary["task"].isin(COST_TASKS)].groupby("setting", sort=True):
+        by_act = dict(zip(g["activation"], g["mean"], strict=True))
+        metric = str(g["metric"].iloc[0])
+        base = by_act.get(BASELINE)
+        if base is None or not _finite(base) or base <= 0:
+            continue
+        order = sorted((v / base, a) for a, v in by_act.items() if _finite(v))
+        shown = ", ".join(f"{a} {r:.2f}x" for r, a in order)
+        lines.append(f"{setting} ({metric}, relative to {BASELINE}): {shown}.")
+        if overall in by_act and _finite(by_act[overall]):
+            lines.append(
+                f"the recommended {overall} costs {by_act[overall] / base:.2f}x {BASELINE}'s "
+                f"time on {setting}."
+            )
+    for c in choices:
+        if c.time_ratio is not None and c.best != BASELINE:
+            lines.append(
+                f"{c.setting}: a run with {c.best} took {c.time_ratio:.2f}x the wall time of "
+                f"{BASELINE} (mean over seeds)."
+            )
+    return lines
+
+
+def _overall(choices: list[TaskChoice], summary: Any) -> tuple[str | None, tuple[int, int]]:
+    ranked = [c for c in choices if c.best is not None]
+    if not ranked:
+        return None, (0, len(choices))
+    support: dict[str, int] = {}
+    for c in ranked:
+        for a in (c.best, *c.tied_with):
+            support[a] = support.get(a, 0) + 1
+    quality = summary[summary["setting"].isin([c.setting for c in ranked])]
+    mean_rank = quality.groupby("activation")["rank"].mean().to_dict()
+    best = min(support, key=lambda a: (-support[a], mean_rank.get(a, math.inf), a))
+    return best, (support[best], len(ranked))
+
+
+def recommend_from_study(db: str | Any, *, audit: bool = True) -> StudyRecommendation:
+    """A recommendation from the user's own study (an ``actlab study`` database).
+
+    Per quality task (not the timing or diagnostic ones): the best activation by the
+    task's metric and how confident that choice is (the paired statistics of
+    :func:`actlab.experiments.stats.summarize`); the time cost relative to ReLU; and
+    warnings: diverged or failed runs, more than 10% dead units, and activations that fail
+    the numerical stability audit (when ``audit`` is true and the analysis stage exists).
+
+    Raises:
+        FileNotFoundError: no database at ``db``.
+
+    Example:
+        >>> print(recommend_from_study("actlab-study.sqlite"))     # doctest: +SKIP
+    """
+    from actlab.experiments.stats import summarize
+    from actlab.experiments.store import ResultsStore, load_results
+
+    df = load_results(db)
+    with ResultsStore(db, create=False) as store:
+        runs = store.runs()
+    summary = summarize(df)
+    wall = (
+        df[df["status"] == "ok"].groupby(["task", "dataset", "config_hash", "activation"],
+                                         dropna=False)["wall_time"].mean()
+        if not df.empty else None
+    )
+    choices: list[TaskChoice] = []
+    quality = summary[~summary["task"].isin(COST_TASKS + DIAGNOSTIC_TASKS)]
+    for setting, g in quality.groupby("setting", sort=True):
+        first = g.iloc[0]
+        times: dict[str, float] = {}
+        if wall is not None:
+            for act in g["activation"]:
+                k = (first["task"], first["dataset"], first["config_hash"], act)
+                if k in wall.index and _finite(wall[k]):
+                    times[act] = float(wall[k])
+        choices.append(_task_choice(str(setting), g, times))
+    overall, support = _overall(choices, summary)
+    warnings = study_warnings(df, summary, runs)
+    activations = list(dict.fromkeys(df["activation"])) if not df.empty else []
+    if audit:
+        warnings += audit_warnings(activations)
+    if overall is None:
+        text = (
+            f"{db} has no finished run on a quality task: no recommendation from the study; "
+            "use the decision framework (actlab recommend --arch ... --task ...)."
+        )
+    else:
+        k, n = support
+        clear = [c.setting for c in choices if c.best == overall and c.confidence == "clear"]
+        tied = [c.setting for c in choices if overall in c.tied_with or (
+            c.best == overall and c.confidence != "clear")]
+        parts = []
+        if clear:
+            parts.append(f"significantly best on {', '.join(clear)}")
+        if tied:
+            parts.append(f"best or not distinguishable from the best on {', '.join(tied)}")
+        text = (
+            f"On this study, {overall} is best or tied-best on {k} of {n} task(s): "
+            + "; ".join(parts) + "."
+        )
+        if not clear:
+            text += (
+                " No activation is significantly better than the others on any task, so this is "
+                "a weak preference: run more seeds to separate them."
+            )
+    return StudyRecommendation(
+        db=str(db),
+        tasks=tuple(choices),
+        overall=overall,
+        overall_support=support,
+        summary=text,
+        cost=tuple(_cost_lines(summary, choices, overall)),
+        warnings=tuple(warnings),
+    )
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "DEAD_THRESHOLD",
+    "TASKS",
+    "Alternative",
+    "Recommendation",
+    "StudyRecommendation",
+    "TaskChoice",
+    "recommend",
+    "recommend_from_study",
+]

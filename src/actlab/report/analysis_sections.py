@@ -1,0 +1,177 @@
+"""The report's analysis section: gradient flow through depth, the init gain and edge of
+chaos table, and the numerical stability audit, for the activations studied.
+
+Measured when the report is written (the study's own ``gradflow`` runs are shown too when
+the database has them). Every part degrades to a sentence when its analysis fails for an
+activation (e.g. a user formula without an edge of chaos).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from actlab.catalog import Activation
+from actlab.report import blocks as B
+
+GRADFLOW_DEPTHS = (5, 10, 20, 50)
+FIGURE_DEPTH = 50
+
+
+def _gradflow_blocks(acts: Sequence[Activation], depths: Sequence[int]) -> list[B.Block]:
+    from actlab.analysis.gradflow import gradient_flow
+
+    rows, flows, failed = [], [], []
+    for act in acts:
+        row: list[Any] = [act.name]
+        deepest = None
+        try:
+            for d in depths:
+                r = gradient_flow(act, d, seeds=2)
+                ratio = r.ratio
+                cls = "bad" if ratio < 1e-3 or ratio > 1e3 else ("warn" if ratio < 0.1 else "")
+                row.append(B.Cell(B.fmt(ratio, 3), cls))
+                deepest = r
+        except (ValueError, RuntimeError) as exc:
+            failed.append(f"{act.name}: {exc}")
+            continue
+        assert deepest is not None
+        row.append(B.fmt(deepest.per_layer_factor, 3))
+        rows.append(row)
+        flows.append(deepest)
+    blocks: list[B.Block] = [
+        B.p(
+            "A deep MLP (width 128) at initialisation with PyTorch's default nn.Linear init, a "
+            "real forward and backward pass on a batch (float64, mean of 2 seeds): the norm of "
+            "the loss gradient with respect to the first hidden layer's weights divided by the "
+            "last layer's. Values far below 1 mean vanishing gradients (the article's point "
+            "about sigmoid), far above 1 exploding ones."
+        ),
+        B.table(
+            ["activation", *(f"depth {d}" for d in depths),
+             f"per-layer factor (depth {depths[-1]})"],
+            rows, numeric=set(range(1, len(depths) + 2)),
+            caption="First-layer / last-layer gradient norm",
+        ),
+    ]
+    if flows:
+        blocks.append(_gradflow_figure(flows))
+    if failed:
+        blocks.append(B.note("Gradient flow could not be computed for " + "; ".join(failed)))
+    return blocks
+
+
+def _gradflow_figure(flows: list[Any]) -> B.Block:
+    try:
+        from actlab.report.analysis_figures import plot_gradient_flow
+    except ImportError:
+        plot_gradient_flow = None
+    if plot_gradient_flow is not None:
+        fig = plot_gradient_flow(flows)
+    else:
+        from actlab.report.study_figures import plot_layer_norms
+
+        fig = plot_layer_norms({f.activation: f.grad_norm for f in flows})
+    return B.figure(
+        fig, alt="gradient norm per layer",
+        caption=f"Gradient norm per layer (log scale) in a {flows[0].depth}-layer MLP at "
+        "initialisation; layer 1 is next to the input.", dpi=72,
+    )
+
+
+def _gain_blocks(acts: Sequence[Activation]) -> list[B.Block]:
+    from actlab.analysis.gain import gain_table
+    from actlab.analysis.propagation import fixed_point
+
+    table: pd.DataFrame = gain_table(acts)
+    cols = [c for c in table.columns if c not in {"activation", "error", "torch call"}]
+    rows = []
+    for (_, r), act in zip(table.iterrows(), acts, strict=True):
+        row: list[Any] = [r["activation"]]
+        row += [B.fmt(r[c]) for c in cols]
+        try:  # where PyTorch's default Kaiming-free init (sigma_w^2 = 2, He) puts the network
+            fp = fixed_point(act, 2.0, 0.0)
+            row += [B.fmt(fp.chi_1, 3), fp.phase]
+        except (ValueError, ZeroDivisionError):
+            row += ["-", "-"]
+        if r.get("error"):
+            row.append(B.Cell(str(r["error"]), "warn"))
+        else:
+            row.append("")
+        rows.append(row)
+    return [
+        B.p(
+            "gain: the weight scale g with Var(W) = g^2 / fan_in that preserves the second "
+            "moment, g = 1/sqrt(E[f(z)^2]) for z ~ N(0, 1) (Gauss-Hermite quadrature); PyTorch's "
+            "calculate_gain where it has one. Edge of chaos (Poole et al. 2016, Schoenholz et "
+            "al. 2017): the weight variance sigma_w^2 at which chi_1 = sigma_w^2 E[f'(sqrt(q*) "
+            "z)^2] = 1 for a bias variance sigma_b^2 (NaN: no edge of chaos). chi_1 and phase "
+            "at He init (sigma_w^2 = 2, sigma_b^2 = 0): chi_1 < 1 ordered (gradients vanish), "
+            "> 1 chaotic (they explode)."
+        ),
+        B.table(["activation", *cols, "chi_1 at He init", "phase", "note"], rows,
+                numeric=set(range(1, len(cols) + 2))),
+    ]
+
+
+def _audit_blocks(acts: Sequence[Activation]) -> list[B.Block]:
+    from actlab.analysis import audit
+
+    rows, problems = [], []
+    for act in acts:
+        try:
+            res = audit(act)
+        except (ValueError, RuntimeError) as exc:
+            problems.append(f"{act.name}: {exc}")
+            continue
+        frame = res.to_frame() if hasattr(res, "to_frame") else getattr(res, "frame", None)
+        rows.append([act.name, B.Cell("pass", "good") if res.passed else B.Cell("FAIL", "bad"),
+                     _audit_worst(frame)])
+    blocks = [
+        B.p(
+            "Forward and derivative in float64, float32, float16 and bfloat16 over inputs up "
+            "to ±1e4, against a float64/mpmath reference: maximum relative error and NaN/inf "
+            "where the true value is finite."
+        ),
+        B.table(["activation", "audit", "worst case"], rows),
+    ]
+    if problems:
+        blocks.append(B.note("The audit could not run for " + "; ".join(problems)))
+    return blocks
+
+
+def _audit_worst(frame: Any) -> str:
+    if frame is None or not isinstance(frame, pd.DataFrame) or frame.empty:
+        return ""
+    err_cols = [c for c in frame.columns if "err" in c.lower()]
+    if not err_cols:
+        return ""
+    col = err_cols[0]
+    worst = frame.loc[frame[col].astype(float).idxmax()]
+    keys = [k for k in frame.columns if k in {"dtype", "quantity", "what"}]
+    where = ", ".join(f"{k}={worst[k]}" for k in keys)
+    return f"max {col} {B.fmt(worst[col], 3)}" + (f" ({where})" if where else "")
+
+
+def section(acts: Sequence[Activation], study: Any = None) -> B.Section:
+    """Gradient flow, gain / edge of chaos and audit, as three sub-sections."""
+    children = []
+    parts = (
+        ("analysis-gradflow", "Gradient flow through depth",
+         lambda: _gradflow_blocks(acts, GRADFLOW_DEPTHS)),
+        ("analysis-gain", "Initialisation gain and edge of chaos", lambda: _gain_blocks(acts)),
+        ("analysis-audit", "Numerical stability audit", lambda: _audit_blocks(acts)),
+    )
+    for sid, title, build in parts:
+        try:
+            blocks = build()
+        except ImportError as exc:
+            blocks = [B.absent(f"Not available in this installation ({exc.name or exc}).")]
+        children.append(B.Section(sid, title, blocks))
+    intro = B.p(
+        "How each activation behaves in a deep network at initialisation, and whether its "
+        "implementation is numerically safe; measured when this report was written."
+    )
+    return B.Section("analysis", "Gradient flow, initialisation and stability", [intro], children)

@@ -1,0 +1,482 @@
+"""The report's sections, built from a study database and from live measurements.
+
+Each function returns a :class:`~actlab.report.blocks.Section` (or ``None`` when it has
+nothing to show); :mod:`actlab.report.html` puts them in order and renders the template.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from actlab.catalog import Activation
+from actlab.recommend import (
+    ARCHITECTURES,
+    BASELINE,
+    COST_TASKS,
+    DIAGNOSTIC_TASKS,
+    TASKS,
+    StudyRecommendation,
+    recommend,
+    recommend_from_study,
+)
+from actlab.report import blocks as B
+from actlab.report.study_figures import plot_bars, plot_seed_curves
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class StudyData:
+    """A study database, read once: runs table, statistics, decoded runs."""
+
+    db: Path
+    df: pd.DataFrame
+    summary: pd.DataFrame
+    runs: list[Any]
+    activations: list[str] = field(default_factory=list)
+
+    def settings(self, tasks: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> list:
+        """``(label, summary rows)`` per setting, optionally only some tasks."""
+        s = self.summary
+        if tasks is not None:
+            s = s[s["task"].isin(tasks)]
+        if exclude:
+            s = s[~s["task"].isin(exclude)]
+        return [(str(k), g) for k, g in s.groupby("setting", sort=True)]
+
+    def runs_of(self, rows: pd.DataFrame) -> list[Any]:
+        """Stored runs of a setting (its task, dataset and config hash)."""
+        first = rows.iloc[0]
+        ds = first["dataset"] if isinstance(first["dataset"], str) else None
+        return [
+            r for r in self.runs
+            if r.spec.task == first["task"] and r.dataset == ds
+            and r.spec.config_hash == first["config_hash"]
+        ]
+
+
+def load_study(db: str | Path) -> StudyData:
+    """Read a study database (runs, ``summarize`` statistics and curves)."""
+    from actlab.experiments.stats import summarize
+    from actlab.experiments.store import ResultsStore, load_results
+
+    df = load_results(db)
+    with ResultsStore(db, create=False) as store:
+        runs = store.runs()
+    summary = summarize(df)
+    acts = list(dict.fromkeys(df["activation"])) if not df.empty else []
+    return StudyData(Path(db), df, summary, runs, acts)
+
+
+def study_recommendation(study: StudyData) -> StudyRecommendation | None:
+    if study.df.empty:
+        return None
+    return recommend_from_study(study.db)
+
+
+# ----------------------------------------------------------------------------- first screen
+
+
+def studied_sentence(study: StudyData | None, acts: Sequence[Activation]) -> str:
+    names = ", ".join(a.name for a in acts)
+    if study is None:
+        return (
+            f"Activations described: {names}. No study database was given, so there are no "
+            "training results; the analysis below was measured when this report was written."
+        )
+    df = study.df
+    if df.empty:
+        return f"The study database {study.db} holds no runs yet. Activations described: {names}."
+    tasks = list(dict.fromkeys(df["task_id"]))
+    seeds = df.groupby(["task_id", "activation", "config_hash"])["seed"].nunique()
+    counts = df["status"].value_counts().to_dict()
+    status = ", ".join(f"{counts[s]} {s}" for s in ("ok", "diverged", "failed") if s in counts)
+    seed_text = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
+    return (
+        f"Studied: {len(study.activations)} activations ({', '.join(study.activations)}) on "
+        f"{len(tasks)} task(s) ({', '.join(tasks)}) with {seed_text} seed(s) each; "
+        f"{len(df)} runs: {status}."
+    )
+
+
+FRAMEWORK_LINE = (
+    "Decision framework (the seed article): ReLU for CNNs, GELU for transformers, tanh with "
+    "sigmoid gates for RNNs; output sigmoid (binary), softmax (multi-class), linear "
+    "(regression), tanh (outputs in [-1, 1]); Leaky ReLU or ELU when more than 10% of units die."
+)
+
+
+def headline(study: StudyData | None, rec: StudyRecommendation | None) -> dict[str, Any]:
+    """The first screen's recommendation box: lines, per-task items, a warning count."""
+    if rec is None or rec.overall is None:
+        why = "no study results" if study is None else "no finished quality runs in the study"
+        return {
+            "lines": [f"From the decision framework ({why}):", FRAMEWORK_LINE],
+            "points": [],
+            "warning": "",
+        }
+    items = []
+    for t in rec.tasks:
+        if t.best is None:
+            items.append(f"{t.setting}: no finished runs.")
+            continue
+        ci = (
+            f", 95% CI [{t.ci_low:.4g}, {t.ci_high:.4g}]"
+            if math.isfinite(t.ci_low) and math.isfinite(t.ci_high) else ""
+        )
+        items.append(f"{t.setting}: {t.best}, {t.metric_text}{ci}; {t.confidence_text}.")
+    warning = ""
+    if rec.warnings:
+        warning = f"{len(rec.warnings)} warning(s): see the recommendation section."
+    return {"lines": [f"Use {rec.overall}.", rec.summary], "points": items, "warning": warning}
+
+
+# ----------------------------------------------------------------------------- recommendation
+
+
+def _framework_blocks() -> list[B.Block]:
+    rows = []
+    for arch in ARCHITECTURES:
+        r = recommend(arch, "multiclass")
+        hidden = r.hidden + (f" (gates: {r.gate})" if r.gate else "")
+        rows.append([arch, hidden, r.reasons[0], r.source])
+    out_rows = []
+    for task in TASKS:
+        r = recommend("mlp", task)
+        out_rows.append([task, r.output, r.reasons[-1], r.watch_for[-1]])
+    return [
+        B.heading("Decision framework"),
+        B.p(FRAMEWORK_LINE),
+        B.table(["architecture", "hidden layers", "why", "source"], rows,
+                caption="Hidden layers by architecture"),
+        B.table(["task", "output layer", "why", "watch for"], out_rows,
+                caption="Output layer by task"),
+        B.p(
+            "More than 10% dead units (actlab.DeadUnitMonitor, or the dead-unit curves below) "
+            "switch a ReLU network to Leaky ReLU; ELU is the smooth alternative. "
+            "`actlab recommend --arch ARCH --task TASK [--dead-fraction F]` prints this with "
+            "what to watch for."
+        ),
+    ]
+
+
+def recommendation_section(
+    study: StudyData | None, rec: StudyRecommendation | None
+) -> B.Section:
+    blocks: list[B.Block] = []
+    if rec is not None:
+        blocks.append(B.heading("From your study"))
+        blocks.append(B.p(rec.summary))
+        rows = []
+        for t in rec.tasks:
+            ci = f"[{B.fmt(t.ci_low)}, {B.fmt(t.ci_high)}]" if t.best else "-"
+            conf_cls = {"clear": "good", "tied": "warn"}.get(t.confidence, "bad")
+            rows.append([
+                t.setting, t.best or "-", t.metric, B.fmt(t.mean), B.fmt(t.std), ci, t.n,
+                B.Cell(t.confidence_text, conf_cls),
+                f"{t.time_ratio:.2f}x" if t.time_ratio is not None else "-",
+            ])
+        if rows:
+            blocks.append(B.table(
+                ["task", "best", "metric", "mean", "std", "95% CI", "n", "confidence",
+                 f"time vs {BASELINE}"],
+                rows, numeric={3, 4, 6, 8},
+                caption="Best activation per task (means over seeds; confidence from a paired "
+                "t-test against every other activation on the same seeds, Holm-adjusted)",
+            ))
+        blocks.append(B.p("Confidence statements:"))
+        blocks.append(B.bullets(t.statement for t in rec.tasks))
+        if rec.cost:
+            blocks.append(B.heading("Cost"))
+            blocks.append(B.bullets(rec.cost))
+        blocks.append(B.heading("Warnings"))
+        blocks.append(B.bullets(rec.warnings) if rec.warnings else B.p("No warnings."))
+    elif study is not None:
+        blocks.append(B.absent("The study has no finished runs to recommend from."))
+    blocks.extend(_framework_blocks())
+    return B.Section("recommendation", "Recommendation", blocks)
+
+
+# ----------------------------------------------------------------------------- per task
+
+CURVE_LABELS = {
+    "train_loss": "train loss",
+    "test_loss": "test loss",
+    "val_loss": "validation loss",
+    "test_accuracy": "test accuracy",
+    "train_accuracy": "train accuracy",
+    "dead_fraction": "dead-unit fraction",
+    "epoch_time": "epoch time (s)",
+}
+_LOG_CURVES = {"train_loss", "test_loss", "val_loss"}
+
+
+def _ranked_table(rows: pd.DataFrame) -> B.Block:
+    out, best_rows = [], set()
+    hib = bool(rows["higher_is_better"].iloc[0])
+    wilcoxon = bool(rows["p_wilcoxon"].notna().any())
+    for i, (_, r) in enumerate(rows.iterrows()):
+        if r["activation"] == r["best"]:
+            best_rows.add(i)
+            verdict = B.Cell("best", "good")
+        elif r["n"] == 0:
+            verdict = B.Cell("no finished run", "bad")
+        elif r["distinguishable"] is True:
+            verdict = B.Cell("worse than best")
+        elif r["n_pairs"] < 2:
+            verdict = B.Cell("untested (<2 paired seeds)", "warn")
+        else:
+            verdict = B.Cell("not distinguishable", "warn")
+        n = f"{int(r['n'])}/{int(r['n_runs'])}"
+        unstable = [f"{int(r[k])} {w}" for k, w in (("n_diverged", "diverged"),
+                                                    ("n_failed", "failed")) if r[k]]
+        ci = "-" if pd.isna(r["ci_low"]) else f"{B.fmt(r['ci_low'])} to {B.fmt(r['ci_high'])}"
+        row = [
+            int(r["rank"]), r["activation"], B.fmt(r["mean"]), B.fmt(r["std"], 2), ci,
+            B.Cell(f"{n} ({', '.join(unstable)})", "bad") if unstable else n,
+            B.fmt(r["mean_diff"], 3), B.fmt(r["p_holm"], 2),
+        ]
+        if wilcoxon:
+            row.append(B.fmt(r["p_wilcoxon"], 2))
+        row += [B.fmt(r["effect_size"], 3), verdict]
+        out.append(row)
+    metric = rows["metric"].iloc[0]
+    cols = ["#", "activation", "mean", "std", "95% CI", "n ok/runs", "diff to best",
+            "p (paired t, Holm)"]
+    if wilcoxon:
+        cols.append("p (Wilcoxon)")
+    cols += ["effect d_z", "verdict"]
+    return B.table(
+        cols, out, numeric={0, 2, 3, 5, 6, 7, 8, 9} - ({9} if not wilcoxon else set()),
+        highlight=best_rows,
+        caption=f"{metric} ({'higher' if hib else 'lower'} is better) over seeds. 'diff to best' "
+        "and the effect size d_z are positive when the best is ahead; p-values are two-sided"
+        + ("" if wilcoxon else "; the Wilcoxon test needs at least 6 seeds") + ".",
+    )
+
+
+def _curves(runs: list[Any]) -> dict[str, dict[str, list[list[float]]]]:
+    """``curve name -> activation -> [per-seed curve]`` (ok and diverged runs)."""
+    out: dict[str, dict[str, list[list[float]]]] = {}
+    for run in runs:
+        if run.result.status == "failed":
+            continue
+        for name, values in run.result.curves.items():
+            if isinstance(values, list) and values and all(
+                isinstance(v, int | float) or v is None for v in values
+            ):
+                vals = [math.nan if v is None else float(v) for v in values]
+                out.setdefault(name, {}).setdefault(run.spec.activation, []).append(vals)
+    return out
+
+
+def _curve_figures(label: str, runs: list[Any]) -> list[B.Block]:
+    curves = _curves(runs)
+    if not curves:
+        return [B.absent("No per-epoch curves were recorded for this task."),
+                _wall_time_block(label, runs)]
+    blocks: list[B.Block] = []
+    training = [k for k in ("train_loss", "test_loss", "val_loss", "train_accuracy",
+                            "test_accuracy") if k in curves]
+    others = [k for k in curves if k not in training and k not in {"dead_fraction", "epoch_time"}]
+    for name in training + others:
+        blocks.append(B.figure(
+            plot_seed_curves(curves[name], CURVE_LABELS.get(name, name),
+                             title=f"{label}: {CURVE_LABELS.get(name, name)}",
+                             logy=name in _LOG_CURVES),
+            alt=f"{label} {name} per epoch",
+            caption=f"{CURVE_LABELS.get(name, name)} per epoch: mean over seeds, band ±1 std.",
+            dpi=64,
+        ))
+    if "dead_fraction" in curves:
+        blocks.append(B.figure(
+            plot_seed_curves(curves["dead_fraction"], "dead-unit fraction",
+                             title=f"{label}: dead units over training"),
+            alt=f"{label} dead-unit fraction per epoch",
+            caption="Fraction of hidden units that never fired over an epoch (mean over seeds, "
+            "band ±1 std); above 10% the framework switches ReLU to Leaky ReLU.",
+            dpi=64,
+        ))
+    blocks.append(_wall_time_block(label, runs))
+    out = [B.figures(b for b in blocks if b.kind == "figure")]
+    if "dead_fraction" not in curves:
+        out.append(B.absent("Dead-unit fraction was not recorded for this task."))
+    return out
+
+
+def _wall_time_block(label: str, runs: list[Any]) -> B.Block:
+    times: dict[str, list[float]] = {}
+    for run in runs:
+        if run.result.status == "ok" and run.result.wall_time > 0:
+            times.setdefault(run.spec.activation, []).append(run.result.wall_time)
+    if not times:
+        return B.absent("No wall times recorded.")
+    return B.figure(
+        plot_bars(times, "wall time per run (s)", title=f"{label}: wall time"),
+        alt=f"{label} wall time per activation",
+        caption="Wall time of a whole run (training and evaluation), mean over seeds ±1 std; "
+        "on a shared machine these times are noisy.",
+        dpi=64,
+    )
+
+
+def task_section(study: StudyData, label: str, rows: pd.DataFrame) -> B.Section:
+    runs = study.runs_of(rows)
+    first = rows.iloc[0]
+    cfg = runs[0].spec.config if runs else {}
+    blocks: list[B.Block] = [
+        B.p(str(first["statement"])),
+        _ranked_table(rows),
+    ]
+    if cfg:
+        blocks.append(B.kv([("configuration", json.dumps(dict(cfg), sort_keys=True, default=str))]))
+    blocks.append(B.heading("Training curves, dead units and wall time"))
+    blocks.extend(_curve_figures(label, runs))
+    extra = _task_extras(first["task"], label, runs)
+    blocks.extend(extra)
+    return B.Section(f"task-{B.slug(label)}", label, blocks)
+
+
+def _task_extras(task: str, label: str, runs: list[Any]) -> list[B.Block]:
+    """Task-specific figures (the XOR decision boundaries)."""
+    if task != "xor":
+        return []
+    try:
+        from actlab.report.task_figures import plot_xor_boundaries
+    except ImportError:
+        return [B.absent("XOR decision boundaries: the figure module is not available.")]
+    ok = [r for r in runs if r.result.status == "ok"]
+    if not ok:
+        return [B.absent("No finished XOR run to draw.")]
+    try:
+        fig = plot_xor_boundaries(ok)
+    except (KeyError, ValueError) as exc:
+        return [B.absent(f"XOR decision boundaries could not be drawn: {exc}")]
+    return [B.heading("Decision boundaries"), B.figure(
+        fig, alt="XOR decision boundaries per activation",
+        caption="Decision boundary learned on XOR per activation (first seed); the linear "
+        "network cannot separate the classes.", dpi=64,
+    )]
+
+
+def study_sections(study: StudyData) -> list[B.Section]:
+    """'Results per task' (one child per quality setting), then the depth experiment."""
+    out = []
+    settings = study.settings(exclude=COST_TASKS + DIAGNOSTIC_TASKS)
+    if settings:
+        children = [task_section(study, label, rows) for label, rows in settings]
+        intro = B.p(
+            "Per task: the activations ranked by the task's metric with mean, standard "
+            "deviation and 95% confidence interval over seeds, and a paired test of each "
+            "against the best on the same seeds; then the training curves (mean over seeds "
+            "with a ±1 std band), the dead-unit fraction over training, and the wall time."
+        )
+        out.append(B.Section("results", "Results per task", [intro], children))
+    return out
+
+
+# ----------------------------------------------------------------------------- cost
+
+
+def _load_bench(bench: Any) -> pd.DataFrame | None:
+    if bench is None:
+        return None
+    if isinstance(bench, pd.DataFrame):
+        return bench
+    path = Path(bench)
+    if not path.exists():
+        raise FileNotFoundError(f"benchmark table {path} does not exist")
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path)
+    if path.suffix.lower() == ".json":
+        data = json.loads(path.read_text())
+        return pd.DataFrame(data["rows"] if isinstance(data, dict) and "rows" in data else data)
+    raise ValueError(f"benchmark table {path}: give a .csv or .json file")
+
+
+def _frame_table(df: pd.DataFrame, caption: str) -> B.Block:
+    numeric = {i for i, c in enumerate(df.columns) if pd.api.types.is_numeric_dtype(df[c])}
+    rows = [[B.fmt(v) if i in numeric else ("" if v is None else str(v))
+             for i, v in enumerate(r)] for r in df.itertuples(index=False)]
+    return B.table([str(c) for c in df.columns], rows, caption=caption, numeric=numeric)
+
+
+def cost_section(study: StudyData | None, bench: Any) -> B.Section | None:
+    """FFN timing from the study and the kernel benchmark table, when present."""
+    blocks: list[B.Block] = []
+    if study is not None:
+        for label, rows in study.settings(tasks=COST_TASKS):
+            blocks.append(B.heading(label))
+            blocks.append(B.p(str(rows["statement"].iloc[0])))
+            blocks.append(_ranked_table(rows))
+            base = rows[rows["activation"] == BASELINE]["mean"]
+            if len(base) and math.isfinite(float(base.iloc[0])) and float(base.iloc[0]) > 0:
+                ratio = [[r["activation"], f"{r['mean'] / float(base.iloc[0]):.2f}x"]
+                         for _, r in rows.iterrows() if math.isfinite(r["mean"])]
+                blocks.append(B.table(["activation", f"time / {BASELINE}"], ratio, numeric={1}))
+    table = _load_bench(bench)
+    if table is not None:
+        blocks.append(B.heading("Kernel benchmark"))
+        blocks.append(_frame_table(
+            table, "Element-wise kernel timings as given (ratios to x.clone() and to the native op)"
+        ))
+    if not blocks:
+        return None
+    return B.Section("cost", "Cost: FFN timing and kernel benchmark", blocks)
+
+
+# ----------------------------------------------------------------------------- about
+
+
+def about_section(study: StudyData | None, db: str | Path | None) -> B.Section:
+    blocks: list[B.Block] = []
+    if study is None:
+        blocks.append(B.p("No study database: this report describes activations only."))
+        return B.Section("about", "About these results", blocks)
+    df = study.df
+    pairs: list[tuple[str, Any]] = [("database", str(db))]
+    for col, label in (("host", "hosts"), ("device", "devices"), ("actlab_version", "actlab"),
+                       ("torch_version", "torch"), ("python_version", "python")):
+        if col in df and not df.empty:
+            vals = sorted({str(v) for v in df[col].dropna() if str(v)})
+            if vals:
+                pairs.append((label, ", ".join(vals)))
+    if "finished_at" in df and not df.empty:
+        done = sorted(str(v) for v in df["finished_at"].dropna() if str(v))
+        if done:
+            pairs.append(("runs finished", f"{done[0]} to {done[-1]}"))
+    if not df.empty:
+        pairs.append(("total run time", f"{df['wall_time'].fillna(0).sum():.1f} s"))
+    blocks.append(B.kv(pairs))
+    bad = df[df["status"] != "ok"] if not df.empty else df
+    if len(bad):
+        rows = [[r["task_id"], r["activation"], int(r["seed"]), B.Cell(r["status"], "bad"),
+                 "" if pd.isna(r["diverged_step"]) else int(r["diverged_step"]),
+                 (r["error"] or "")[:200] if isinstance(r["error"], str) else ""]
+                for _, r in bad.iterrows()]
+        blocks.append(B.table(["task", "activation", "seed", "status", "diverged at step",
+                               "error"], rows, caption="Runs that did not finish ok"))
+    else:
+        blocks.append(B.p("Every run finished ok."))
+    return B.Section("about", "About these results", blocks)
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
+def analysis_section(acts: Sequence[Activation], study: StudyData | None) -> B.Section:
+    """Gradient flow through depth, the gain / edge-of-chaos table and the stability audit."""
+    try:
+        from actlab.report import analysis_sections
+    except ImportError:
+        return B.Section("analysis", "Gradient flow, initialisation and stability", [
+            B.absent("The analysis stage is not available in this installation.")
+        ])
+    return analysis_sections.section(acts, study)

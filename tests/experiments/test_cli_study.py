@@ -1,0 +1,115 @@
+"""``actlab study`` and ``actlab results``: exit codes, output formats, a real study."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+
+import pandas as pd
+import pytest
+import study_tasks  # noqa: F401  (tests/experiments/study_tasks.py registers the tiny tasks)
+
+from actlab.cli import run
+from actlab.experiments.store import ResultsStore
+
+
+def _error(capsys, argv: list[str]) -> str:
+    assert run(argv) == 2, argv
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("actlab: error: ") and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--tasks", "nope"], "unknown task 'nope'"),
+        (["--activations", "reluu"], "unknown activation 'reluu'"),
+        (["--seeds", "0"], "--seeds must be at least 1, got 0"),
+        (["--workers", "-1"], "--workers must be 0 or more, got -1"),
+        (["--executor", "dask"], "--executor 'dask' is not known"),
+        (["--executor", "ray", "--address", "no-port"], "Ray address 'no-port' is not valid"),
+        (["--address", "10.0.0.1:6379"], "--address is for the ray executor"),
+        (["--executor", "ray", "--workers", "0"], "--workers 0 is not possible"),
+        (["--report", "out.txt"], "give an .html file name"),
+        (["--data-dir", "/no/such/dir"], "--data-dir /no/such/dir is not a directory"),
+        (["--lr", "-1"], "--lr -1 is not a positive number"),
+        (["--grid", "steps"], "--grid 'steps' must look like KEY=V1,V2"),
+        (["--tasks", "tiny_fit", "--grid", "momentum=0.9"], "'momentum' is not used by any task"),
+    ],
+)
+def test_study_bad_arguments(capsys, tmp_path, argv, message):
+    db = tmp_path / "s.sqlite"
+    err = _error(capsys, ["study", "--db", str(db), "--workers", "0", "-t", "tiny_fit", *argv])
+    assert message in err
+    assert not db.exists()
+
+
+def test_study_then_results(capsys, tmp_path):
+    db = tmp_path / "s.sqlite"
+    argv = ["study", "--tasks", "tiny_fit,tiny_fail", "-a", "relu", "-a", "tanh,sigmoid",
+            "--seeds", "3", "--quick", "--workers", "0", "--db", str(db), "--no-progress"]
+    assert run(argv) == 0
+    out = capsys.readouterr().out
+    assert "2 task(s) x 3 activation(s) x 3 seed(s) = 18 runs" in out
+    assert "18 runs: 9 ok, 0 diverged, 9 failed" in out and str(db) in out
+    assert "failed runs are retried" in out and f"actlab results --db {db}" in out
+    assert run(argv) == 0
+    assert "9 already in the database" in capsys.readouterr().out
+
+    assert run(["results", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny_fit: accuracy (higher is better)" in out
+    assert "has the best mean accuracy on tiny_fit" in out or "is best on tiny_fit" in out
+    assert "no activation finished a run on tiny_fail" in out and "18 runs in" in out
+
+    assert run(["results", "--db", str(db), "--format", "csv", "--task", "tiny_fit"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert sorted(table.activation) == ["relu", "sigmoid", "tanh"]
+    assert (table.n == 3).all() and table["rank"].tolist() == [1, 2, 3]
+    assert table["mean"].is_monotonic_decreasing
+
+    assert run(["results", "--db", str(db), "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert {r["setting"] for r in records} == {"tiny_fit", "tiny_fail"}
+    assert all(r["statement"] for r in records)
+
+
+def test_list_tasks(capsys):
+    assert run(["study", "--list-tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny_fit" in out and "accuracy (higher better)" in out and "steps=40" in out
+
+
+def test_results_bad_arguments(capsys, tmp_path):
+    db = tmp_path / "r.sqlite"
+    assert "no results database at" in _error(capsys, ["results", "--db", str(db)])
+    ResultsStore(db).close()
+    assert "--format 'xml' is not known" in _error(
+        capsys, ["results", "--db", str(db), "--format", "xml"])
+    assert "no runs of task 'mlp'" in _error(capsys, ["results", "--db", str(db), "--task", "mlp"])
+    con = sqlite3.connect(db)
+    con.execute("UPDATE schema_version SET version = 7")
+    con.commit()
+    con.close()
+    assert "newer actlab (results schema version 7)" in _error(
+        capsys, ["results", "--db", str(db)])
+    assert "newer actlab" in _error(
+        capsys, ["study", "--tasks", "tiny_fit", "--db", str(db), "--workers", "0"])
+
+
+def test_real_quick_study_end_to_end(capsys, tmp_path):
+    """The default study's shape, small: real tasks, 2 worker processes, the CLI."""
+    pytest.importorskip("actlab.experiments.tasks", reason="the tasks module is not written yet")
+    db = tmp_path / "quick.sqlite"
+    argv = ["study", "--quick", "--tasks", "xor,mlp/digits", "-a", "relu,tanh", "--seeds", "2",
+            "--workers", "2", "--db", str(db), "--no-progress"]
+    assert run(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "8 runs: 8 ok, 0 diverged, 0 failed" in out, out
+    assert run(["results", "--db", str(db), "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert set(table.setting) == {"xor", "mlp/digits"} and (table.n == 2).all()
+    digits = table[table.setting == "mlp/digits"]
+    assert (digits["mean"] > 0.5).all()  # 10 classes: far above chance even when quick

@@ -1,0 +1,85 @@
+"""Executors: in-process and spawned worker processes run the same function."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+import study_tasks  # noqa: F401  (tests/experiments/study_tasks.py registers the tiny tasks)
+
+from actlab.experiments.base import TASKS, RunSpec
+from actlab.experiments.executors import (
+    Job,
+    LocalExecutor,
+    RayExecutor,
+    check_address,
+    default_workers,
+    execute,
+    make_executor,
+)
+
+
+def _jobs(task: str, acts=("relu", "tanh"), seeds=(0, 1), **config):
+    t = TASKS[task]
+    return [Job(RunSpec(task, a, s, {**t.defaults, **config}), t.run) for s in seeds for a in acts]
+
+
+def test_execute_records_exceptions_as_failed():
+    out = execute(RunSpec("tiny_fail", "relu", 3, {"unless": ""}), TASKS["tiny_fail"].run)
+    assert out.result.status == "failed"
+    assert out.result.error == "ValueError: deliberate failure for seed 3"
+    assert "deliberate failure" in out.result.artifacts["traceback"]
+    assert out.result.wall_time > 0 and out.meta.started_at <= out.meta.finished_at
+    assert out.meta.torch_version and out.meta.actlab_version and out.meta.host
+
+
+def test_execute_rejects_non_results():
+    out = execute(RunSpec("x", "relu", 0, {}), lambda spec, device: {"accuracy": 1.0})
+    assert out.result.status == "failed" and "expected RunResult" in out.result.error
+
+
+def test_workers_match_in_process_and_use_one_thread():
+    fit = _jobs("tiny_fit", acts=("relu", "tanh", "formula:x*tanh(x)"))
+    env = _jobs("tiny_env", acts=("relu",), seeds=(0, 1, 2))
+    here = {o.spec.key: o.result for o in LocalExecutor(workers=0).run(fit)}
+    there = {o.spec.key: o.result for o in LocalExecutor(workers=2).run(fit + env)}
+    assert set(there) == {j.spec.key for j in fit + env}
+    for key in here:  # same function, same seed: identical training
+        assert here[key].metrics == pytest.approx(there[key].metrics, rel=1e-6, abs=1e-7)
+        assert here[key].curves["loss"] == pytest.approx(there[key].curves["loss"], rel=1e-5)
+    env_out = [there[j.spec.key] for j in env]
+    assert {r.metrics["threads"] for r in env_out} == {1.0}
+    assert os.getpid() not in {int(r.metrics["pid"]) for r in env_out}
+    assert not multiprocessing.active_children()
+
+
+def test_closing_the_iterator_stops_the_workers(tmp_path):
+    log = tmp_path / "log.txt"
+    jobs = _jobs("tiny_slow", acts=("relu",), seeds=range(8), sleep=1.0, log=str(log))
+    it = LocalExecutor(workers=2).run(jobs)
+    first = next(it)
+    assert first.result.status == "ok"
+    it.close()  # what Ctrl-C in the study does: queued runs never start
+    assert not multiprocessing.active_children()
+    started = log.read_text().splitlines()
+    assert len(started) < len(jobs)
+
+
+def test_bad_arguments():
+    assert default_workers() == min(2, os.cpu_count() or 1)
+    with pytest.raises(ValueError, match="workers must be an integer >= 0, got -1"):
+        LocalExecutor(-1)
+    with pytest.raises(ValueError, match="unknown executor 'dask'"):
+        make_executor("dask")
+    with pytest.raises(ValueError, match="--address is for the ray executor"):
+        make_executor("local", address="1.2.3.4:6379")
+    with pytest.raises(ValueError, match="Ray address 'not an address'"):
+        RayExecutor(address="not an address")
+    assert check_address("10.0.0.5:6379") == "10.0.0.5:6379"
+    assert check_address("ray://head:10001") == "ray://head:10001"
+    assert check_address("auto") == "auto"
+    for bad in ("10.0.0.5", "http://x:1", "head:port", ""):
+        with pytest.raises(ValueError, match="is not valid"):
+            check_address(bad)
+    assert list(LocalExecutor(2).run([])) == []

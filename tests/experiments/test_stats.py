@@ -1,0 +1,149 @@
+"""Statistics over seeds, against hand-computed values and independent SciPy calls."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from actlab.experiments.stats import describe, holm, paired_compare, statements, summarize
+
+
+def test_describe_hand_example():
+    d = describe([1.0, 2.0, 3.0])
+    # mean 2, s = 1, t(0.975, 2) = 4.302653, half width = 4.302653 / sqrt(3) = 2.484138
+    assert d.mean == 2.0 and d.std == pytest.approx(1.0) and d.n == 3
+    assert d.ci_low == pytest.approx(2 - 2.484138, abs=1e-6)
+    assert d.ci_high == pytest.approx(2 + 2.484138, abs=1e-6)
+
+
+def test_describe_matches_scipy_interval():
+    x = np.random.default_rng(0).normal(0.7, 0.05, size=7)
+    d = describe([*x, math.nan])  # non-finite values are dropped
+    lo, hi = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
+    assert d.n == 7 and d.ci_low == pytest.approx(lo) and d.ci_high == pytest.approx(hi)
+    one = describe([0.5])
+    assert one.mean == 0.5 and one.n == 1 and math.isnan(one.std) and math.isnan(one.ci_low)
+    assert describe([]).n == 0 and math.isnan(describe([]).mean)
+
+
+def test_paired_hand_example():
+    # d = [0.2, 0.05, 0.05]: mean 0.1, s = sqrt(0.0075), t = 2.0 with 2 df;
+    # p = 2 * (0.5 - 2 / (2 * sqrt(6))) = 0.183503 (closed form of the t(2) tail)
+    pc = paired_compare([0.9, 0.8, 0.85], [0.7, 0.75, 0.8])
+    assert pc.n == 3 and pc.mean_diff == pytest.approx(0.1)
+    assert pc.p_value == pytest.approx(2 * (0.5 - 2 / (2 * math.sqrt(6))), rel=1e-9)
+    assert pc.effect_size == pytest.approx(0.1 / math.sqrt(0.0075))
+    assert math.isnan(pc.p_wilcoxon)  # too few pairs
+    # lower is better: the orientation flips the sign, not the p-value
+    low = paired_compare([0.7, 0.75, 0.8], [0.9, 0.8, 0.85], higher_is_better=False)
+    assert low.mean_diff == pytest.approx(0.1) and low.p_value == pytest.approx(pc.p_value)
+
+
+def test_paired_against_independent_scipy():
+    rng = np.random.default_rng(3)
+    a = rng.normal(0.9, 0.02, 8)
+    b = a - rng.normal(0.01, 0.02, 8)
+    pc = paired_compare(a, b)
+    d = a - b
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(8))
+    assert pc.p_value == pytest.approx(2 * sps.t.sf(abs(t), 7))
+    assert pc.p_wilcoxon == pytest.approx(sps.wilcoxon(d).pvalue)
+    assert pc.effect_size == pytest.approx(d.mean() / d.std(ddof=1))
+    same = paired_compare([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    assert same.p_value == 1.0 and same.mean_diff == 0.0
+    const = paired_compare([1.0, 2.0, 3.0], [0.5, 1.5, 2.5])
+    assert math.isnan(const.p_value) and const.mean_diff == pytest.approx(0.5)
+    assert paired_compare([1.0], [0.0]).n == 1
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_compare([1.0, 2.0], [1.0])
+
+
+def test_holm_hand_example():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    out = holm([0.2, math.nan, 0.01])
+    assert out[0] == pytest.approx(0.2) and math.isnan(out[1]) and out[2] == pytest.approx(0.02)
+
+
+def _frame(values: dict[str, list[float]], status: dict[tuple[str, int], str] | None = None,
+           task="mlp", dataset="digits", hib=True, config=None, chash="c1"):
+    rows = []
+    for act, vals in values.items():
+        for seed, v in enumerate(vals):
+            st = (status or {}).get((act, seed), "ok")
+            rows.append(dict(
+                task=task, dataset=dataset, task_id=f"{task}/{dataset}" if dataset else task,
+                config_hash=chash, config=config or {"lr": 0.01}, activation=act, seed=seed,
+                status=st, metric="test_accuracy", higher_is_better=hib,
+                value=v if st == "ok" else math.nan,
+            ))
+    return pd.DataFrame(rows)
+
+
+def test_summarize_ranks_tests_and_states():
+    relu = [0.95, 0.96, 0.97, 0.955, 0.965]
+    silu = [0.948, 0.962, 0.965, 0.957, 0.96]
+    sigmoid = [0.80, 0.82, 0.79, 0.81, 0.80]
+    df = _frame({"relu": relu, "silu": silu, "sigmoid": sigmoid},
+                status={("sigmoid", 4): "diverged", ("silu", 4): "failed"})
+    table = summarize(df)
+    assert table.activation.tolist() == ["relu", "silu", "sigmoid"]
+    assert table["rank"].tolist() == [1, 2, 3]
+    r = table.set_index("activation")
+    assert r.loc["relu", "mean"] == pytest.approx(np.mean(relu))
+    assert r.loc["relu", "std"] == pytest.approx(np.std(relu, ddof=1))
+    assert r.loc["sigmoid", "mean"] == pytest.approx(np.mean(sigmoid[:4]))  # diverged excluded
+    assert r.loc["sigmoid", "n"] == 4 and r.loc["sigmoid", "n_diverged"] == 1
+    assert r.loc["silu", "n_failed"] == 1 and r.loc["silu", "n_runs"] == 5
+    # paired over the common seeds 0..3, independently with scipy
+    p_silu = sps.ttest_rel(relu[:4], silu[:4]).pvalue
+    p_sig = sps.ttest_rel(relu[:4], sigmoid[:4]).pvalue
+    assert r.loc["silu", "p_value"] == pytest.approx(p_silu)
+    assert r.loc["sigmoid", "p_value"] == pytest.approx(p_sig)
+    assert r.loc["silu", "n_pairs"] == 4
+    lo, hi = sorted([p_silu, p_sig])
+    holm_lo, holm_hi = 2 * lo, max(2 * lo, hi)
+    assert r.loc["sigmoid", "p_holm"] == pytest.approx(holm_lo)
+    assert r.loc["silu", "p_holm"] == pytest.approx(holm_hi)
+    assert bool(r.loc["sigmoid", "distinguishable"]) and not r.loc["silu", "distinguishable"]
+    assert math.isnan(r.loc["relu", "p_value"]) and r.loc["relu", "best"] == "relu"
+    text = statements(table)["mlp/digits"]
+    assert text.startswith("relu has the best mean test_accuracy on mlp/digits")
+    assert "better than sigmoid" in text and "not distinguishable from silu" in text
+    assert "sigmoid diverged on 1/5 runs" in text and "silu failed on 1/5 runs" in text
+
+
+def test_summarize_lower_is_better_and_clear_winner():
+    loss = {"a": [0.10, 0.11, 0.12, 0.10], "b": [0.30, 0.33, 0.31, 0.35],
+            "c": [0.50, 0.52, 0.55, 0.49]}
+    table = summarize(_frame(loss, hib=False))
+    assert table.activation.tolist() == ["a", "b", "c"]
+    assert (table.effect_size.iloc[1:] > 0).all()
+    assert "a is best on mlp/digits by test_accuracy" in table.statement.iloc[0]
+    assert "better than every other activation" in table.statement.iloc[0]
+
+
+def test_summarize_single_seed_never_declares_a_winner():
+    table = summarize(_frame({"relu": [1.0], "tanh": [0.75]}, task="xor", dataset=None))
+    text = statements(table)["xor"]
+    assert "no test is possible" in text and "no winner" in text
+
+
+def test_summarize_all_diverged_and_grid_settings():
+    df = _frame({"relu": [0.9, 0.91], "sigmoid": [0.1, 0.1]},
+                status={("sigmoid", 0): "diverged", ("sigmoid", 1): "diverged"})
+    table = summarize(df)
+    assert table.activation.tolist() == ["relu", "sigmoid"]
+    assert table.n.tolist() == [2, 0] and "only activation with results" in table.statement[0]
+    grid = pd.concat([
+        _frame({"relu": [0.9, 0.92], "tanh": [0.8, 0.85]}, config={"lr": 0.1}, chash="h1"),
+        _frame({"relu": [0.7, 0.72], "tanh": [0.8, 0.83]}, config={"lr": 0.01}, chash="h2"),
+    ])
+    t2 = summarize(grid)
+    assert set(t2.setting) == {"mlp/digits lr=0.1", "mlp/digits lr=0.01"}
+    best = t2[t2["rank"] == 1].set_index("setting").activation.to_dict()
+    assert best == {"mlp/digits lr=0.1": "relu", "mlp/digits lr=0.01": "tanh"}
+    assert summarize(_frame({})).empty

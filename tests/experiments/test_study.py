@@ -1,0 +1,93 @@
+"""Studies: grid expansion, skip of finished runs, failed retried, diverged final."""
+
+from __future__ import annotations
+
+import pytest
+import study_tasks  # noqa: F401  (tests/experiments/study_tasks.py registers the tiny tasks)
+from rich.console import Console
+
+from actlab.experiments.store import ResultsStore, load_results
+from actlab.experiments.study import Study, parse_task_id, run_study
+
+QUIET = Console(quiet=True)
+
+
+def test_grid_expansion_and_keys():
+    study = Study(tasks=["tiny_fit", "tiny_diverge"], activations=["relu", "Swish", "relu"],
+                  seeds=2, grid={"steps": [5, 10]})
+    runs = study.specs()
+    # tiny_fit: 2 steps values x 2 activations x 2 seeds; tiny_diverge has no 'steps': 1 x 2 x 2
+    assert len(runs) == 8 + 4 == study.size()
+    keys = [spec.key for _, spec in runs]
+    assert len(set(keys)) == len(keys)
+    assert {spec.activation for _, spec in runs} == {"relu", "silu"}  # aliases -> canonical
+    assert [spec.seed for _, spec in runs] == sorted(spec.seed for _, spec in runs)  # seed-major
+    fit = [spec for task, spec in runs if task.name == "tiny_fit"]
+    assert {spec.config["steps"] for spec in fit} == {5, 10}
+    assert all(spec.config["lr"] == 0.05 for spec in fit)  # defaults merged
+    assert Study(["tiny_fit"], ["relu"], seeds=[3, 5, 3]).seed_list() == [3, 5]
+    quick = Study(["tiny_fit"], ["relu"], seeds=1, quick=True).specs()[0][1]
+    assert quick.config["steps"] == 5
+    formula = Study(["tiny_fit"], ["formula:x*tanh(x)"], seeds=1).specs()[0][1]
+    assert formula.activation == "formula:x*tanh(x)"
+
+
+def test_bad_studies():
+    with pytest.raises(ValueError, match="unknown task 'nope'"):
+        Study(["nope"], ["relu"]).specs()
+    with pytest.raises(KeyError, match="unknown activation 'reluu'"):
+        Study(["tiny_fit"], ["reluu"]).specs()
+    with pytest.raises(ValueError, match="seeds must be >= 1, got 0"):
+        Study(["tiny_fit"], ["relu"], seeds=0).specs()
+    with pytest.raises(ValueError, match="hyper-parameter 'momentum' is not used by any task"):
+        Study(["tiny_fit"], ["relu"], grid={"momentum": [0.9]}).specs()
+    with pytest.raises(ValueError, match="give at least one activation"):
+        Study(["tiny_fit"], []).specs()
+    assert parse_task_id("tiny_fit") == ("tiny_fit", {})
+
+
+def test_run_skip_retry_and_diverge(tmp_path):
+    db = tmp_path / "s.sqlite"
+    log = tmp_path / "executions.txt"
+    marker = tmp_path / "fixed"
+    study = Study(
+        tasks=["tiny_slow", "tiny_fail", "tiny_diverge"], activations=["relu", "tanh"], seeds=2,
+        overrides={"sleep": 0.0, "log": str(log), "unless": str(marker)},
+        grid={"lr": [0.1, 10.0]},
+    )
+    s1 = run_study(study, db, workers=0, console=QUIET)
+    assert (s1.total, s1.skipped, s1.ok, s1.diverged, s1.failed) == (16, 0, 8, 4, 4)
+    assert "ValueError: deliberate failure" in next(iter(s1.errors.values()))
+    df = load_results(db)
+    assert len(df) == 16
+    div = df[df.status == "diverged"]
+    assert set(div.task) == {"tiny_diverge"} and {c["lr"] for c in div.config} == {10.0}
+    # w <- w (1 - 2 lr) = -19 w from w=3: the loss 9 * 19^(2(k-1)) first exceeds the float32
+    # maximum 3.4e38 at step k = 16 (2(k-1) > log(3.4e38 / 9) / log(19) = 29.4)
+    assert set(div.diverged_step) == {16}
+    fail = df[df.status == "failed"]
+    assert set(fail.task) == {"tiny_fail"} and fail.error.str.contains("deliberate").all()
+    assert len(log.read_text().splitlines()) == 4  # tiny_slow: 2 activations x 2 seeds
+
+    # re-run: finished runs (ok and diverged) are skipped; failed ones are retried
+    marker.write_text("now it works")
+    s2 = run_study(study, db, workers=0, console=QUIET)
+    assert (s2.skipped, s2.ok, s2.diverged, s2.failed) == (12, 4, 0, 0)
+    assert len(log.read_text().splitlines()) == 4  # no finished run executed again
+    with ResultsStore(db) as store:
+        retried = store.runs(task="tiny_fail")
+        assert {r.result.status for r in retried} == {"ok"} and {r.attempts for r in retried} == {2}
+        assert {r.attempts for r in store.runs(task="tiny_slow")} == {1}
+    s3 = run_study(study, db, workers=0, console=QUIET)
+    assert s3.skipped == 16 and s3.executed == 0 and "16 runs" in s3.line()
+
+
+def test_recorded_metric_columns(tmp_path):
+    db = tmp_path / "w.sqlite"
+    study = Study(tasks=["tiny_fit"], activations=["relu", "elu"], seeds=2, quick=True)
+    assert run_study(study, db, workers=0, progress=False).ok == 4
+    df = load_results(db)
+    assert df.accuracy.between(0, 1).all() and (df.value == df.accuracy).all()
+    assert (df.metric == "accuracy").all() and df.higher_is_better.all()
+    assert (df.wall_time > 0).all() and df.torch_version.notna().all()
+    assert df.loss.notna().all() and set(df.task_id) == {"tiny_fit"}
