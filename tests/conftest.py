@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import torch
 from hypothesis import settings
 
 # Shared CI machines are slow and noisy: no per-example deadline, a modest example count.
@@ -22,9 +21,3 @@ def clean_registry() -> Iterator[None]:
     yield
     for name in set(actlab.names()) - before:
         actlab.unregister(name)
-
-
-@pytest.fixture
-def seeded() -> torch.Generator:
-    """A torch random generator with a fixed seed."""
-    return torch.Generator().manual_seed(1234)

@@ -5,6 +5,8 @@ Stages (each depends only on those before it)::
     catalog -> analysis -> experiments (studies) -> report / recommend
 """
 
+from actlab import analysis
+from actlab.analysis import DeadUnitMonitor, gain
 from actlab.catalog import (
     Activation,
     ActivationModule,
@@ -26,10 +28,13 @@ __all__ = [
     "Activation",
     "ActivationModule",
     "ActivationSpec",
+    "DeadUnitMonitor",
     "Study",
     "__version__",
+    "analysis",
     "formula",
     "from_callable",
+    "gain",
     "get",
     "load_results",
     "names",

@@ -506,7 +506,7 @@ def study_warnings(df: Any, summary: Any, runs: list[Any]) -> list[str]:
 def audit_warnings(activations: list[str]) -> list[str]:
     """Numerical instability found by the stability audit for these activations."""
     try:
-        from actlab.analysis import audit
+        from actlab.analysis.audit import audit
     except ImportError:
         return []
     out = []

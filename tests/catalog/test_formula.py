@@ -4,54 +4,14 @@ and nothing in it is executed; valid formulas match the built-in activations."""
 from __future__ import annotations
 
 import ast
-import builtins
-import contextlib
-import os
 import pickle
-import subprocess
 
 import pytest
 import torch
+from catalog_cases import nothing_executes
 
 import actlab
 from actlab.catalog.formula import MAX_LENGTH
-
-
-@contextlib.contextmanager
-def nothing_executes(calls: list[str]):
-    """Record (and stop) any call of eval, exec, open, __import__, os.system, a subprocess,
-    or a compilation to code while the block runs.
-
-    ``ast.parse`` is allowed: it calls ``compile`` with ``PyCF_ONLY_AST``, which builds a
-    tree and runs nothing.
-    """
-    real_compile = builtins.compile
-
-    def spy(name):
-        def call(*args, **kwargs):
-            calls.append(name)
-            raise AssertionError(f"{name} was called")
-
-        return call
-
-    def checked_compile(source, filename, mode, flags=0, *args, **kwargs):
-        if not flags & ast.PyCF_ONLY_AST:
-            calls.append("compile")
-            raise AssertionError("compile to code was called")
-        return real_compile(source, filename, mode, flags, *args, **kwargs)
-
-    # patched by hand: pytest's MonkeyPatch itself imports modules while patching
-    patches = [(builtins, n, spy(n)) for n in ("eval", "exec", "open", "__import__")]
-    patches += [(builtins, "compile", checked_compile), (os, "system", spy("os.system"))]
-    patches += [(subprocess, "Popen", spy("subprocess.Popen"))]
-    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
-    try:
-        for obj, name, value in patches:
-            setattr(obj, name, value)
-        yield
-    finally:
-        for obj, name, value in saved:
-            setattr(obj, name, value)
 
 
 def hostile(sentinel: str) -> list[str]:

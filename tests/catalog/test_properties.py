@@ -6,10 +6,9 @@ from __future__ import annotations
 import math
 
 import torch
-from catalog_cases import BUILTINS, assert_accurate, finite_within, near_kink
+from catalog_cases import BUILTINS, assert_accurate, finite_within, near_kink, nothing_executes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_formula import nothing_executes
 
 import actlab
 

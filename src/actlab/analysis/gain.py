@@ -34,7 +34,7 @@ import torch
 from actlab.analysis._eval import resolve
 from actlab.analysis.quadrature import act_moments
 
-DEFAULT_SIGMA_B2 = (0.0, 0.01, 0.1)
+DEFAULT_SIGMA_B2 = (0.0, 0.01, 0.1, 1.0)
 
 
 def gain(activation: Any) -> float:
@@ -86,9 +86,7 @@ def torch_gain(activation: Any) -> tuple[str, float] | None:
     return call, float(value)
 
 
-def gain_table(
-    activations: Iterable[Any], sigma_b2: Sequence[float] = DEFAULT_SIGMA_B2
-) -> Any:
+def gain_table(activations: Iterable[Any], sigma_b2: Sequence[float] = DEFAULT_SIGMA_B2) -> Any:
     """A ``pandas.DataFrame``: gain, E[f(z)], E[f(z)^2], E[f'(z)^2], critical sigma_w^2
     (edge of chaos) at each ``sigma_b2``, and PyTorch's ``calculate_gain`` where it exists.
 
@@ -105,7 +103,12 @@ def gain_table(
         try:
             m = act_moments(act)
             row.update(
-                {"gain": gain(act), "E[f(z)]": m.mean, "E[f(z)^2]": m.second, "E[f'(z)^2]": m.deriv2}
+                {
+                    "gain": gain(act),
+                    "E[f(z)]": m.mean,
+                    "E[f(z)^2]": m.second,
+                    "E[f'(z)^2]": m.deriv2,
+                }
             )
             for sb in sigma_b2:
                 row[f"crit sigma_w^2 (sigma_b^2={sb:g})"] = critical_weight_variance(act, sb)

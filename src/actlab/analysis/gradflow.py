@@ -19,10 +19,13 @@ Initialisations (``W ~ fan_in``-scaled, see :data:`INITS`):
   biases): sigma_w^2 = 1/3, sigma_b^2 = 1/(3 fan_in);
 * ``kaiming``: He et al. 2015, ``N(0, 2/fan_in)``, zero bias;
 * ``gain``: ``N(0, g^2/fan_in)`` with g = :func:`actlab.analysis.gain` of the activation
-  (second-moment preserving), zero bias;
+  (second-moment preserving), zero bias. The first layer sees the data (unit variance), not
+  an activation's output, so it gets gain 1 (``calculate_gain('linear')``): q_1 = 1, the
+  fixed point that the gain is designed for;
 * ``critical``: the edge of chaos, sigma_w^2 = :func:`critical_weight_variance` at
   ``sigma_b2`` (default: the smallest of 0.01, 0.05, 0.1, 0.2, 0.5, 1, 2 that has one),
-  biases ``N(0, sigma_b2)``.
+  biases ``N(0, sigma_b2)``; the first layer's weight variance puts q_1 at the fixed point
+  q* (``(q* - sigma_b2) / fan_in``).
 
 Mean-field theory predicts that the back-propagated signal ``||dL/dh_l||`` changes by
 ``sqrt(chi(q_l))`` per layer, ``chi(q) = sigma_w^2 E[f'(sqrt(q) z)^2]``, with q_l the q map
@@ -74,6 +77,7 @@ class GradientFlow:
         act_var: variance of the layer's activations ``x_l``, mean over seeds.
         preact_q: mean square of the pre-activations ``h_l`` (mean-field q_l).
         sigma_w2, sigma_b2: the init's weight variance (times fan_in) and bias variance.
+        sigma_w2_first: the first layer's weight variance (times fan_in).
     """
 
     activation: str
@@ -84,6 +88,7 @@ class GradientFlow:
     batch: int
     sigma_w2: float
     sigma_b2: float
+    sigma_w2_first: float
     grad_norm: np.ndarray
     grad_norm_std: np.ndarray
     delta_norm: np.ndarray
@@ -129,7 +134,11 @@ class GradientFlow:
             return math.nan
         try:
             qs = q_trajectory(
-                self.activation, self.sigma_w2, self.sigma_b2, self.sigma_w2 + self.sigma_b2, hi
+                self.activation,
+                self.sigma_w2,
+                self.sigma_b2,
+                self.sigma_w2_first + self.sigma_b2,
+                hi,
             )
             chis = [chi_at(self.activation, self.sigma_w2, q) for q in qs[lo : hi - 1]]
         except ValueError:
@@ -162,25 +171,28 @@ CRITICAL_SIGMA_B2 = (0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 def init_variances(
     activation: Any, init: str, width: int, sigma_b2: float | None = None
-) -> tuple[float, float]:
-    """``(sigma_w^2, sigma_b^2)`` of an initialisation scheme (see :data:`INITS`)."""
+) -> tuple[float, float, float]:
+    """``(sigma_w^2, sigma_b^2, first layer's sigma_w^2)`` of an init (see :data:`INITS`)."""
     if init == "default":
-        return 1.0 / 3.0, 1.0 / (3.0 * width)
+        return 1.0 / 3.0, 1.0 / (3.0 * width), 1.0 / 3.0
     if init == "kaiming":
-        return 2.0, 0.0
+        return 2.0, 0.0, 2.0
     if init == "gain":
         from actlab.analysis.gain import gain
 
-        return gain(activation) ** 2, 0.0
+        return gain(activation) ** 2, 0.0, 1.0
     if init == "critical":
-        from actlab.analysis.propagation import critical_weight_variance
+        from actlab.analysis.propagation import critical_weight_variance, fixed_point
 
         for sb2 in CRITICAL_SIGMA_B2 if sigma_b2 is None else (sigma_b2,):
             sw2 = critical_weight_variance(activation, sb2)
             if math.isfinite(sw2):
-                return sw2, sb2
+                q_star = fixed_point(activation, sw2, sb2).q_star
+                first = q_star - sb2 if math.isfinite(q_star) and q_star > 2 * sb2 else sw2
+                return sw2, sb2, first
         name = resolve(activation).name
-        where = "any of " + ", ".join(f"{v:g}" for v in CRITICAL_SIGMA_B2) if sigma_b2 is None else f"{sigma_b2:g}"
+        tried = CRITICAL_SIGMA_B2 if sigma_b2 is None else (sigma_b2,)
+        where = ", ".join(f"{v:g}" for v in tried)
         raise ValueError(
             f"{name} has no edge of chaos at sigma_b2 = {where}; try another sigma_b2 or "
             "init 'gain', 'kaiming' or 'default'"
@@ -210,13 +222,16 @@ def _one_seed(
     init: str,
     sw2: float,
     sb2: float,
+    sw2_first: float,
     seed: int,
     dtype: torch.dtype,
     device: torch.device,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     gen = torch.Generator().manual_seed(seed)
     fan_out = 2 * width if gated else width
-    layers = [_params(gen, init, fan_out, width, sw2, sb2) for _ in range(depth)]
+    layers = [
+        _params(gen, init, fan_out, width, sw2 if i else sw2_first, sb2) for i in range(depth)
+    ]
     readout = torch.randn(N_OUT, width, generator=gen, dtype=torch.float64) / math.sqrt(width)
     x = torch.randn(batch, width, generator=gen, dtype=torch.float64)
     target = torch.randn(batch, N_OUT, generator=gen, dtype=torch.float64)
@@ -283,11 +298,11 @@ def gradient_flow(
     if not seed_list:
         raise ValueError(f"seeds must be a positive count or a non-empty list, got {seeds!r}")
     act = resolve(activation)
-    sw2, sb2 = init_variances(act, init, width, sigma_b2)
+    sw2, sb2, sw2_first = init_variances(act, init, width, sigma_b2)
     dev = _device(device)
     module = act.module().to(dev)
     runs = [
-        _one_seed(module, act.gated, depth, width, batch, init, sw2, sb2, s, dtype, dev)
+        _one_seed(module, act.gated, depth, width, batch, init, sw2, sb2, sw2_first, s, dtype, dev)
         for s in seed_list
     ]
     g = np.stack([r[0] for r in runs])
@@ -300,6 +315,7 @@ def gradient_flow(
         batch=int(batch),
         sigma_w2=sw2,
         sigma_b2=sb2,
+        sigma_w2_first=sw2_first,
         grad_norm=g.mean(axis=0),
         grad_norm_std=g.std(axis=0),
         delta_norm=np.stack([r[1] for r in runs]).mean(axis=0),

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -95,7 +96,7 @@ def _bisect(g: Any, lo: Array, hi: Array, iters: int = 44) -> Array:
 
 
 def _scan(g: Any, dg: Any, lo: float, hi: float, step: float) -> Breaks:
-    n = int(round((hi - lo) / step))
+    n = round((hi - lo) / step)
     x = lo + (np.arange(n) + _OFFSET) * step
     with np.errstate(all="ignore"):
         f, d = g(x), dg(x)
@@ -111,7 +112,11 @@ def _scan(g: Any, dg: Any, lo: float, hi: float, step: float) -> Breaks:
     deriv = _bisect(dg, x[idd], x[idd + 1]) if len(idd) else np.array([])
     near = np.concatenate([x[iv], x[idd]])
     i2 = np.array(
-        [i for i in i2 if 0 < i < n - 3 and (not len(near) or np.min(np.abs(near - x[i + 1])) > 4 * step)],
+        [
+            i
+            for i in i2
+            if 0 < i < n - 3 and (not len(near) or np.min(np.abs(near - x[i + 1])) > 4 * step)
+        ],
         dtype=int,
     )
     if len(i2):
@@ -130,7 +135,9 @@ def _cached(act: Activation, axis: str, limit: float, step: float) -> Breaks:
     return _scan(g, dg, -limit, limit, step)
 
 
-def find_breaks(activation: Any, axis: str = "diag", limit: float = LIMIT, step: float = STEP) -> Breaks:
+def find_breaks(
+    activation: Any, axis: str = "diag", limit: float = LIMIT, step: float = STEP
+) -> Breaks:
     """Measured jumps of f, f' and f'' of an activation on ``[-limit, limit]``.
 
     Args:
@@ -150,10 +157,8 @@ def split_points(activation: Any) -> tuple[float, ...]:
     """
     act = resolve(activation)
     pts: set[float] = set()
-    try:
+    with contextlib.suppress(TypeError):  # a user spec whose kinks() takes other arguments
         pts.update(float(k) for k in act.spec.kinks(**act.params))
-    except TypeError:  # a user spec whose kinks() takes other arguments
-        pass
     axes = ("a", "b") if act.gated else ("diag",)
     for axis in axes:
         pts.update(find_breaks(act, axis).all)

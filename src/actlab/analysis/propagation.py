@@ -207,8 +207,18 @@ def fixed_point(
     xi_q = _depth(slope) if math.isfinite(qs) else math.inf
     if not math.isfinite(qs):
         return FixedPoint(
-            act.name, sigma_w2, sigma_b2, qs, chi, slope, xi_q, math.nan, math.nan, math.nan,
-            "unbounded", q0,
+            act.name,
+            sigma_w2,
+            sigma_b2,
+            qs,
+            chi,
+            slope,
+            xi_q,
+            math.nan,
+            math.nan,
+            math.nan,
+            "unbounded",
+            q0,
         )
     if abs(chi - 1.0) <= CRITICAL_TOL:
         phase, c_star, chi_c = "critical", 1.0, chi

@@ -23,6 +23,7 @@ inputs, a tensor-product rule).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ def normal_rule(
     t, tw = _legendre(panel_nodes)
     edges = [-LIMIT, *inside, LIMIT]
     zs, ws = [], []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         k = max(1, math.ceil((hi - lo) / panel))
         left = lo + (hi - lo) * np.arange(k) / k
         half = 0.5 * (hi - lo) / k

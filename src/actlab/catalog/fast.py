@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 NO_COMPILE_ENV = "ACTLAB_NO_COMPILE"
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _MAX_ENTRIES = 256
+# C++ kernels: let the compiler fuse a * b + c into one FMA (faster polynomials,
+# and no less accurate: one rounding instead of two)
+_INDUCTOR_OPTIONS = {"cpp.enable_floating_point_contract_flag": "fast"}
 
 
 @dataclass
@@ -102,7 +105,8 @@ def _inductor(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> Any:
 
     with _LOCK:
         _STATS.compiles += 1
-    return compile_fx(gm, example_inputs)
+    with torch._inductor.config.patch(_INDUCTOR_OPTIONS):
+        return compile_fx(gm, example_inputs)
 
 
 def _fresh(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
@@ -130,12 +134,17 @@ def _functions(
     """
     spec = act.spec
     fixed = {k: v for k, v in act.params.items() if k not in learned}
-    forward, derivative = spec.forward, spec.derivative
-    if spec.builtin and spec.name in FAST_FORMS:
-        forward, derivative = FAST_FORMS[spec.name]
+    forms = FAST_FORMS.get(spec.name) if spec.builtin else None
     gated = spec.gated
 
+    def pick(dtype: torch.dtype) -> tuple[Callable[..., Any], Callable[..., Any] | None]:
+        # the cheaper forms are float32 forms; float64 keeps the catalog's own
+        if forms is not None and dtype == torch.float32:
+            return forms
+        return spec.forward, spec.derivative
+
     def f(xc: Tensor, p: Sequence[Tensor]) -> Tensor:
+        forward = pick(xc.dtype)[0]
         params = dict(fixed)
         params.update({n: v.to(xc.dtype) for n, v in zip(learned, p, strict=True)})
         if gated:
@@ -148,6 +157,7 @@ def _functions(
 
     def bwd(x: Tensor, g: Tensor, *p: Tensor) -> tuple[Tensor, ...]:
         xc, gc = _compute(x), _compute(g)
+        derivative = pick(xc.dtype)[1]
         if derivative is None:
             _, pull = torch.func.vjp(lambda xx: f(xx, p), xc)
             (gx,) = pull(gc)

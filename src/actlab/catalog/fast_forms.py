@@ -1,12 +1,412 @@
-"""Cheaper formulations of some built-ins, used only by the compiled fast path.
+"""Cheaper float32 formulations of built-ins, used only by the compiled fast path.
 
-``FAST_FORMS[name] = (forward, derivative)`` with the spec's signatures. Each form is
-algebraically equal to the catalog's, as stable in both tails, and cheaper to compute
-(fewer transcendental calls); ``tests/bench`` holds them to the catalog's tolerances.
+``FAST_FORMS[name] = (forward, derivative)``, with the spec's signatures. The compiled
+fast path uses them for float32 (and half precision, computed in float32); float64
+keeps the catalog's own forms.
+
+Why: on CPU an element-wise kernel is memory-bound only while it spends less than about
+a nanosecond per element on arithmetic, and inductor maps ``tanh``, ``erfc``,
+``log1p``, ``atan`` and ``hypot`` to SLEEF routines that cost several times that. Each
+form here uses at most one or two ``exp`` s, one division, short polynomials and
+``torch.where`` blends, and is as stable as the catalog's form:
+
+* ``expm1`` near zero by its Taylor polynomial (inductor computes ``expm1`` as
+  ``exp(x) - 1``, which cancels);
+* ``tanh(|x|) = -m / (2 + m)`` with ``m = expm1(-2|x|)``, ``sech^2 = 4E / (1 + E)^2``
+  with ``E = exp(-2|x|)``: no overflow, no cancellation;
+* ``sigmoid`` and ``sigmoid'`` from one ``E = exp(-|x|)``: ``r = 1/(1+E)``,
+  ``sigmoid(x) = r`` or ``E r``, ``sigmoid'(x) = E r^2``;
+* ``log1p(u)`` for ``0 <= u <= 1`` as ``2 atanh(s)``, ``s = u / (2 + u) <= 1/3``, by its
+  series (softplus, logsigmoid, mish's derivative);
+* ``erfc`` of a non-negative argument by the Chebyshev-fitted formula of Numerical
+  Recipes (relative error below 1.2e-7), for GELU's lower tail;
+* ``atan`` by the Cephes single-precision range reduction and polynomial.
+
+``tests/bench`` checks every form against float64 references with the catalog's
+tolerances.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
-FAST_FORMS: dict[str, tuple[Callable, Callable]] = {}
+import torch
+from torch import Tensor
+
+SQRT_2 = math.sqrt(2.0)
+INV_SQRT_2 = 1.0 / SQRT_2
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+GELU_TANH_K = math.sqrt(2.0 / math.pi)
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+# expm1(x) = x + x^2/2! + ... + x^9/9!  (|x| < 0.5: truncation below 2e-9 relative)
+_EXPM1 = [1.0 / math.factorial(k) for k in range(9, 0, -1)]
+# x - tanh(x) = sum c_k x^k, k = 3, 5, ..., 21 (|x| < 0.6: truncation below 1e-9 relative)
+_TANHSHRINK = [
+    0.3333333333333333, -0.13333333333333333, 0.05396825396825397, -0.021869488536155203,
+    0.008863235529902197, -0.003592128036572481, 0.0014558343870513183,
+    -0.000590027440945586, 0.00023912911424355248, -9.691537956929451e-05,
+]
+# Numerical Recipes erfcc: erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2), z >= 0
+_ERFC = [
+    0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807,
+    -0.18628806, 0.09678418, 0.37409196, 1.00002368, -1.26551223,
+]
+
+
+def _horner(x: Tensor, coeffs: list[float]) -> Tensor:
+    """c[0] x^(n-1) + ... + c[n-1] (highest degree first)."""
+    acc = torch.full_like(x, coeffs[0])
+    for c in coeffs[1:]:
+        acc = acc * x + c
+    return acc
+
+
+def _expm1_parts(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(exp(x), expm1(x))``, both accurate; one exp. ``x`` at most ~88."""
+    e = torch.exp(x)
+    series = _horner(x, _EXPM1) * x
+    return e, torch.where(x.abs() < 0.5, series, e - 1.0)
+
+
+def _expm1(x: Tensor) -> Tensor:
+    return _expm1_parts(x)[1]
+
+
+def _tanh_parts(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(tanh(x), sech^2(x))``, accurate in both tails and near zero; one exp, one div."""
+    e, m = _expm1_parts(-2.0 * x.abs())  # e = exp(-2|x|) in (0, 1], m = e - 1
+    r = 1.0 / (1.0 + e)
+    t = torch.copysign(-m * r, x)  # (1 - e) / (1 + e)
+    return t, 4.0 * e * r * r
+
+
+def _tanh(x: Tensor) -> Tensor:
+    return _tanh_parts(x)[0]
+
+
+def _sech2(x: Tensor) -> Tensor:
+    return _tanh_parts(x)[1]
+
+
+def _sigmoid_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(sigmoid(x), sigmoid(-x), sigmoid'(x))``; one exp, one division."""
+    e = torch.exp(-x.abs())
+    r = 1.0 / (1.0 + e)
+    er = e * r
+    pos = x >= 0
+    return torch.where(pos, r, er), torch.where(pos, er, r), er * r
+
+
+def _sigmoid(x: Tensor) -> Tensor:
+    return 1.0 / (1.0 + torch.exp(-x))
+
+
+def _sig_prime(x: Tensor) -> Tensor:
+    return _sigmoid_parts(x)[2]
+
+
+def _log1p_unit(u: Tensor) -> Tensor:
+    """log(1 + u) for 0 <= u <= 1: 2 atanh(s), s = u / (2 + u) <= 1/3, by its series."""
+    s = u / (2.0 + u)
+    s2 = s * s
+    # 2 (s + s^3/3 + ... + s^17/17): the next term is below 1e-9 relative
+    poly = _horner(s2, [2.0 / k for k in range(17, 0, -2)])
+    return s * poly
+
+
+def _softplus_parts(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(softplus(z), sigmoid(z), exp(-|z|))``; one exp, two divisions."""
+    e = torch.exp(-z.abs())
+    sp = torch.relu(z) + _log1p_unit(e)
+    r = 1.0 / (1.0 + e)
+    return sp, torch.where(z >= 0, r, e * r), e
+
+
+def _Phi_parts(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(Phi(x), phi(x))``, the normal CDF (accurate in the lower tail) and density."""
+    z = x.abs() * INV_SQRT_2
+    t = 1.0 / (1.0 + 0.5 * z)
+    z2 = z * z
+    half_erfc = 0.5 * t * torch.exp(_horner(t, _ERFC) - z2)  # Phi(-|x|)
+    Phi = torch.where(x < 0, half_erfc, 1.0 - half_erfc)
+    return Phi, torch.exp(-z2) * INV_SQRT_2PI
+
+
+def _erf_pos(s: Tensor) -> Tensor:
+    """erf(s) for s >= 0, relatively accurate near 0 (Taylor below 0.5)."""
+    s2 = s * s
+    # erf(s) = 2/sqrt(pi) sum (-1)^k s^(2k+1) / (k! (2k+1)), k = 0..7
+    c = [(-1) ** k / (math.factorial(k) * (2 * k + 1)) for k in range(7, -1, -1)]
+    series = TWO_OVER_SQRT_PI * s * _horner(s2, c)
+    return torch.where(s < 0.5, series, torch.erf(s))
+
+
+# ----------------------------------------------------------------------------- forms
+def _tanh_d(x: Tensor) -> Tensor:
+    return _sech2(x)
+
+
+def _logsigmoid(x: Tensor) -> Tensor:
+    return -_softplus_parts(-x)[0]
+
+
+def _logsigmoid_d(x: Tensor) -> Tensor:
+    return _sigmoid_parts(x)[1]
+
+
+def _atan(x: Tensor) -> Tensor:
+    """Cephes ``atanf``: reduce |x| to [0, tan(pi/8)], then a degree-9 odd polynomial."""
+    a = x.abs()
+    big = a > 2.414213562373095  # tan(3 pi / 8)
+    mid = a > 0.4142135623730950  # tan(pi / 8)
+    y0 = torch.where(big, math.pi / 2, torch.where(mid, math.pi / 4, torch.zeros_like(a)))
+    num = torch.where(big, -1.0, torch.where(mid, a - 1.0, a))
+    den = torch.where(big, a, torch.where(mid, a + 1.0, 1.0))
+    z = num / den
+    z2 = z * z
+    poly = _horner(z2, [8.05374449538e-2, -1.38776856032e-1, 1.99777106478e-1, -3.33329491539e-1])
+    return torch.copysign(y0 + (poly * z2 * z + z), x)
+
+
+def _isru_r(x: Tensor, alpha: float) -> Tensor:
+    """1 / sqrt(1 + alpha x^2), without overflow of x^2."""
+    u = math.sqrt(alpha) * x
+    big = u.abs() > 1e18
+    safe = torch.where(big, 0.0, u)
+    return torch.where(big, 1.0 / u.abs(), 1.0 / torch.sqrt(1.0 + safe * safe))
+
+
+def _isru(x: Tensor, alpha: float) -> Tensor:
+    return x * _isru_r(x, alpha)
+
+
+def _isru_d(x: Tensor, alpha: float) -> Tensor:
+    r = _isru_r(x, alpha)
+    return r * r * r
+
+
+def _isrlu(x: Tensor, alpha: float) -> Tensor:
+    return torch.where(x >= 0, x, _isru(x, alpha))
+
+
+def _isrlu_d(x: Tensor, alpha: float) -> Tensor:
+    return torch.where(x >= 0, 1.0, _isru_d(x, alpha))
+
+
+def _elu(x: Tensor, alpha: float) -> Tensor:
+    return torch.where(x > 0, x, alpha * _expm1(x.clamp(max=0.0)))
+
+
+def _elu_d(x: Tensor, alpha: float) -> Tensor:
+    return torch.where(x > 0, 1.0, alpha * torch.exp(x.clamp(max=0.0)))
+
+
+def _celu(x: Tensor, alpha: float) -> Tensor:
+    return torch.where(x > 0, x, alpha * _expm1(x.clamp(max=0.0) * (1.0 / alpha)))
+
+
+def _celu_d(x: Tensor, alpha: float) -> Tensor:
+    return torch.where(x > 0, 1.0, torch.exp(x.clamp(max=0.0) * (1.0 / alpha)))
+
+
+def _elish(x: Tensor) -> Tensor:
+    s = _sigmoid_parts(x)[0]
+    return torch.where(x >= 0, x, _expm1(x.clamp(max=0.0))) * s
+
+
+def _elish_d(x: Tensor) -> Tensor:
+    s, _, sp = _sigmoid_parts(x)
+    e, m = _expm1_parts(x.clamp(max=0.0))
+    return torch.where(x >= 0, s + x * sp, e * s + m * sp)
+
+
+def _gelu(x: Tensor) -> Tensor:
+    return x * _Phi_parts(x)[0]
+
+
+def _gelu_d(x: Tensor) -> Tensor:
+    Phi, phi = _Phi_parts(x)
+    return Phi + x * phi
+
+
+def _gelu_tanh_u(x: Tensor) -> tuple[Tensor, Tensor]:
+    x = x.clamp(-100.0, 100.0)  # u saturates the sigmoid long before; keeps du finite
+    x2 = x * x
+    u = (2.0 * GELU_TANH_K) * x * (1.0 + 0.044715 * x2)
+    du = (2.0 * GELU_TANH_K) * (1.0 + (3.0 * 0.044715) * x2)
+    return u, du
+
+
+def _gelu_tanh(x: Tensor) -> Tensor:
+    return x * _sigmoid(_gelu_tanh_u(x)[0])
+
+
+def _gelu_tanh_d(x: Tensor) -> Tensor:
+    u, du = _gelu_tanh_u(x)
+    s, _, sp = _sigmoid_parts(u)
+    return s + x * sp * du
+
+
+def _quick_gelu(x: Tensor) -> Tensor:
+    return x * _sigmoid(1.702 * x)
+
+
+def _quick_gelu_d(x: Tensor) -> Tensor:
+    s, _, sp = _sigmoid_parts(1.702 * x)
+    return s + (1.702 * x) * sp
+
+
+def _silu(x: Tensor, beta: float) -> Tensor:
+    return x * _sigmoid(beta * x)
+
+
+def _silu_d(x: Tensor, beta: float) -> Tensor:
+    s, _, sp = _sigmoid_parts(beta * x)
+    return s + beta * x * sp
+
+
+def _mish_w(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``n = e^x`` (x clamped at 20) and ``w = n (n + 2)``: tanh(softplus(x)) = w / (w + 2)."""
+    n = torch.exp(x.clamp(max=20.0))
+    return n, n * (n + 2.0)
+
+
+def _mish(x: Tensor) -> Tensor:
+    _, w = _mish_w(x)
+    return x * (w / (w + 2.0))
+
+
+def _mish_d(x: Tensor) -> Tensor:
+    # tanh(sp) + x sech^2(sp) sigmoid(x) = w/(w+2) + 4 x n (n+1) / (w+2)^2
+    n, w = _mish_w(x)
+    r = 1.0 / (w + 2.0)
+    return torch.where(x > 20.0, 1.0, w * r + x * (4.0 * n * (n + 1.0) * r * r))
+
+
+def _serf(x: Tensor) -> Tensor:
+    sp = _softplus_parts(x)[0]
+    return x * _erf_pos(sp)
+
+
+def _serf_d(x: Tensor) -> Tensor:
+    sp, s, _ = _softplus_parts(x)
+    return _erf_pos(sp) + x * TWO_OVER_SQRT_PI * torch.exp(-sp * sp) * s
+
+
+def _tanhexp_e(x: Tensor) -> Tensor:
+    # tanh(e^x) == 1 in float32 once e^x > 9, i.e. x > 2.2: clamping keeps e^x finite
+    return torch.exp(x.clamp(max=20.0))
+
+
+def _tanhexp(x: Tensor) -> Tensor:
+    return x * _tanh(_tanhexp_e(x))
+
+
+def _tanhexp_d(x: Tensor) -> Tensor:
+    e = _tanhexp_e(x)
+    t, s2 = _tanh_parts(e)
+    return t + x * (e * s2)
+
+
+def _lisht(x: Tensor) -> Tensor:
+    return x * _tanh(x)
+
+
+def _lisht_d(x: Tensor) -> Tensor:
+    t, s2 = _tanh_parts(x)
+    return t + x * s2
+
+
+def _softplus(x: Tensor, beta: float, threshold: float) -> Tensor:
+    z = beta * x
+    return torch.where(z > threshold, x, _softplus_parts(z)[0] * (1.0 / beta))
+
+
+def _softplus_d(x: Tensor, beta: float, threshold: float) -> Tensor:
+    z = beta * x
+    return torch.where(z > threshold, 1.0, _sigmoid(z))
+
+
+def _tanhshrink(x: Tensor) -> Tensor:
+    x2 = x * x
+    series = _horner(x2, _TANHSHRINK[::-1]) * x2 * x
+    return torch.where(x.abs() < 0.6, series, x - _tanh(x))
+
+
+def _tanhshrink_d(x: Tensor) -> Tensor:
+    t = _tanh(x)
+    return t * t
+
+
+def _bent_h(x: Tensor) -> Tensor:
+    """sqrt(x^2 + 1) without overflow of x^2."""
+    a = x.abs()
+    big = a > 1e18
+    safe = torch.where(big, 0.0, x)
+    return torch.where(big, a, torch.sqrt(safe * safe + 1.0))
+
+
+def _bent(x: Tensor) -> Tensor:
+    return 0.5 * x * (x / (_bent_h(x) + 1.0)) + x
+
+
+def _bent_d(x: Tensor) -> Tensor:
+    return 0.5 * x / _bent_h(x) + 1.0
+
+
+def _glu_d(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    s, _, sp = _sigmoid_parts(b)
+    return s, a * sp
+
+
+def _geglu(a: Tensor, b: Tensor) -> Tensor:
+    return a * _gelu(b)
+
+
+def _geglu_d(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    Phi, phi = _Phi_parts(b)
+    return b * Phi, a * (Phi + b * phi)
+
+
+def _swiglu(a: Tensor, b: Tensor) -> Tensor:
+    return a * (b * _sigmoid(b))
+
+
+def _swiglu_d(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    s, _, sp = _sigmoid_parts(b)
+    return b * s, a * (s + b * sp)
+
+
+FAST_FORMS: dict[str, tuple[Callable[..., Tensor], Callable[..., object]]] = {
+    "tanh": (_tanh, _tanh_d),
+    "sigmoid": (_sigmoid, _sig_prime),
+    "logsigmoid": (_logsigmoid, _logsigmoid_d),
+    "arctan": (_atan, lambda x: 1.0 / (1.0 + x * x)),
+    "isru": (_isru, _isru_d),
+    "isrlu": (_isrlu, _isrlu_d),
+    "elu": (_elu, _elu_d),
+    "selu": (
+        lambda x: SELU_SCALE * _elu(x, SELU_ALPHA),
+        lambda x: SELU_SCALE * _elu_d(x, SELU_ALPHA),
+    ),
+    "celu": (_celu, _celu_d),
+    "elish": (_elish, _elish_d),
+    "gelu": (_gelu, _gelu_d),
+    "gelu_tanh": (_gelu_tanh, _gelu_tanh_d),
+    "quick_gelu": (_quick_gelu, _quick_gelu_d),
+    "silu": (_silu, _silu_d),
+    "mish": (_mish, _mish_d),
+    "serf": (_serf, _serf_d),
+    "tanhexp": (_tanhexp, _tanhexp_d),
+    "lisht": (_lisht, _lisht_d),
+    "softplus": (_softplus, _softplus_d),
+    "tanhshrink": (_tanhshrink, _tanhshrink_d),
+    "bent_identity": (_bent, _bent_d),
+    "glu": (lambda a, b: a * _sigmoid(b), _glu_d),
+    "geglu": (_geglu, _geglu_d),
+    "swiglu": (_swiglu, _swiglu_d),
+}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -261,7 +262,9 @@ def compile_formula(text: str, params: dict[str, float] | None = None) -> Callab
                 "x, a function name or a constant (pi, e) and does not start with '_'"
             )
     try:
-        tree = ast.parse(src, mode="eval")
+        with warnings.catch_warnings():  # e.g. SyntaxWarning for '1if x else 2': we explain
+            warnings.simplefilter("ignore")
+            tree = ast.parse(src, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise ValueError(
             f"invalid formula {_show(text)}: it is not a valid Python-style expression "

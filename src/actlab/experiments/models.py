@@ -47,7 +47,8 @@ class ChannelActivation(nn.Module):
     """Applies an activation over dimension 1 (channels) of ``(N, C, *)`` feature maps.
 
     Element-wise activations act directly; gated ones split the channels into two halves:
-    ``(N, 2C, *)`` -> ``(N, C, *)``.
+    ``(N, 2C, *)`` -> ``(N, C, *)``, computed on a ``(N * positions, 2C)`` view so that the
+    activation module sees units on dimension 1 (what a dead-unit monitor reads).
     """
 
     def __init__(self, activation: ActivationLike) -> None:
@@ -59,7 +60,9 @@ class ChannelActivation(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.gated:
             return self.act(x)
-        return self.act(x.movedim(1, -1)).movedim(-1, 1)
+        rows = x.movedim(1, -1)
+        out = self.act(rows.reshape(-1, rows.shape[-1]))
+        return out.reshape(*rows.shape[:-1], out.shape[-1]).movedim(-1, 1)
 
 
 class MLP(nn.Module):

@@ -71,7 +71,7 @@ class FitResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class _DivergenceWatch:
+class DivergenceWatch:
     """Remembers, on the device, the first step whose loss is not finite (no host sync)."""
 
     def __init__(self, device: torch.device) -> None:
@@ -106,13 +106,11 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 4096) -> 
     return float(loss_sum) / n, int(correct) / n
 
 
-def _dead_monitor(model: nn.Module) -> Any:
-    """A ``DeadUnitMonitor`` on the model, or ``None`` if the analysis stage lacks it."""
-    try:
-        from actlab.analysis.dead_units import DeadUnitMonitor
-    except ImportError:
-        return None
-    return DeadUnitMonitor(model)
+def _dead_monitor(model: nn.Module, unit_dim: int | None) -> Any:
+    """A ``DeadUnitMonitor`` on the model's activation layers."""
+    from actlab.analysis.dead_units import DeadUnitMonitor
+
+    return DeadUnitMonitor(model, unit_dim=unit_dim)
 
 
 def fit_classifier(
@@ -126,16 +124,21 @@ def fit_classifier(
     optimizer: str = "adam",
     weight_decay: float = 0.0,
     monitor_dead: bool = True,
+    dead_unit_dim: int | None = 1,
 ) -> FitResult:
     """Train ``model`` with cross-entropy on ``data`` (already on the model's device).
 
     Per epoch it records ``train_loss`` (mean over the epoch), ``test_loss``,
-    ``test_accuracy``, ``epoch_time`` (seconds of training, evaluation excluded) and, when
-    :class:`actlab.analysis.dead_units.DeadUnitMonitor` is available, ``dead_fraction``
-    (mean over activation layers of the fraction of units dead during that epoch).
+    ``test_accuracy``, ``epoch_time`` (seconds of training, evaluation excluded) and
+    ``dead_fraction``: the fraction of all units of the activation layers that were dead
+    (never non-zero, never passed a gradient) during that epoch's training batches
+    (:class:`actlab.analysis.dead_units.DeadUnitMonitor`).
 
     Args:
         seed: seeds the batch shuffling (model initialisation is the caller's).
+        monitor_dead: track dead units (hooks on every activation layer).
+        dead_unit_dim: the unit dimension of activation outputs; 1 fits MLPs ``(N, F)``
+            and CNNs ``(N, C, ...)``; ``None`` lets the monitor choose.
 
     Example:
         >>> ds = load_dataset("digits")
@@ -149,8 +152,8 @@ def fit_classifier(
     device = data.x_train.device
     opt = make_optimizer(model, optimizer, lr, weight_decay)
     gen = torch.Generator().manual_seed(seed)
-    watch = _DivergenceWatch(device)
-    monitor = _dead_monitor(model) if monitor_dead else None
+    watch = DivergenceWatch(device)
+    monitor = _dead_monitor(model, dead_unit_dim) if monitor_dead else None
     x, y = data.x_train, data.y_train
     n = len(y)
     curves: dict[str, list[float]] = {
@@ -186,9 +189,7 @@ def fit_classifier(
             curves["train_loss"].append(float(loss_sum) / n)
             if monitor is not None:
                 fractions = monitor.fractions()
-                curves["dead_fraction"].append(
-                    float(np.mean(list(fractions.values()))) if fractions else 0.0
-                )
+                curves["dead_fraction"].append(float(monitor.overall()) if fractions else 0.0)
                 result.extra["dead_by_layer"] = {str(k): float(v) for k, v in fractions.items()}
             test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
             curves["test_loss"].append(test_loss)
@@ -264,7 +265,7 @@ def fit_lm(
     device = text.train.device
     opt = make_optimizer(model, optimizer, lr)
     gen = torch.Generator().manual_seed(seed)
-    watch = _DivergenceWatch(device)
+    watch = DivergenceWatch(device)
     curves: dict[str, list[float]] = {"step": [], "train_loss": [], "val_loss": []}
     result = FitResult(status=STATUS_OK, curves=curves)
     model.train()

@@ -17,7 +17,6 @@ from actlab.catalog import Activation
 from actlab.report import blocks as B
 
 GRADFLOW_DEPTHS = (5, 10, 20, 50)
-FIGURE_DEPTH = 50
 
 
 def _gradflow_blocks(acts: Sequence[Activation], depths: Sequence[int]) -> list[B.Block]:
@@ -86,38 +85,49 @@ def _gain_blocks(acts: Sequence[Activation]) -> list[B.Block]:
     from actlab.analysis.propagation import fixed_point
 
     table: pd.DataFrame = gain_table(acts)
-    cols = [c for c in table.columns if c not in {"activation", "error", "torch call"}]
-    rows = []
+    crit = [c for c in table.columns if str(c).startswith("crit")]
+    moments = [c for c in ("E[f(z)]", "E[f(z)^2]", "E[f'(z)^2]") if c in table.columns]
+    header = ["activation", "gain", "torch gain", *(_short(c) for c in moments),
+              *(_short(c) for c in crit), "χ1 at He init", "phase"]
+    rows, notes = [], []
     for (_, r), act in zip(table.iterrows(), acts, strict=True):
-        row: list[Any] = [r["activation"]]
-        row += [B.fmt(r[c]) for c in cols]
-        try:  # where PyTorch's default Kaiming-free init (sigma_w^2 = 2, He) puts the network
+        row: list[Any] = [r["activation"], B.fmt(r.get("gain")), B.fmt(r.get("torch gain"))]
+        row += [B.fmt(0.0 if abs(float(r[c])) < 1e-12 else r[c]) for c in moments]
+        row += [B.fmt(r[c]) for c in crit]
+        try:  # where He init (sigma_w^2 = 2, sigma_b^2 = 0) puts the network
             fp = fixed_point(act, 2.0, 0.0)
             row += [B.fmt(fp.chi_1, 3), fp.phase]
         except (ValueError, ZeroDivisionError):
             row += ["-", "-"]
-        if r.get("error"):
-            row.append(B.Cell(str(r["error"]), "warn"))
-        else:
-            row.append("")
+        if isinstance(r.get("error"), str) and r["error"]:
+            notes.append(f"{r['activation']}: {r['error']}")
         rows.append(row)
+    extra = [B.note("; ".join(notes))] if notes else []
     return [
         B.p(
             "gain: the weight scale g with Var(W) = g^2 / fan_in that preserves the second "
             "moment, g = 1/sqrt(E[f(z)^2]) for z ~ N(0, 1) (Gauss-Hermite quadrature); PyTorch's "
             "calculate_gain where it has one. Edge of chaos (Poole et al. 2016, Schoenholz et "
             "al. 2017): the weight variance sigma_w^2 at which chi_1 = sigma_w^2 E[f'(sqrt(q*) "
-            "z)^2] = 1 for a bias variance sigma_b^2 (NaN: no edge of chaos). chi_1 and phase "
+            "z)^2] = 1 for a bias variance sigma_b^2 ('-': none). chi_1 and phase "
             "at He init (sigma_w^2 = 2, sigma_b^2 = 0): chi_1 < 1 ordered (gradients vanish), "
             "> 1 chaotic (they explode)."
         ),
-        B.table(["activation", *cols, "chi_1 at He init", "phase", "note"], rows,
-                numeric=set(range(1, len(cols) + 2))),
+        B.table(header, rows, numeric=set(range(1, len(header) - 1)),
+                caption="σw²*: the critical weight variance (edge of chaos) at the bias "
+                "variance σb² shown; '-' where there is none"),
+        *extra,
     ]
 
 
+def _short(col: str) -> str:
+    """``crit sigma_w^2 (sigma_b^2=0.1)`` -> ``σw²* (σb²=0.1)``; ``E[f(z)^2]`` -> ``E[f(z)²]``."""
+    out = col.replace("crit sigma_w^2", "σw²*").replace("sigma_b^2", "σb²")
+    return out.replace("^2", "²")
+
+
 def _audit_blocks(acts: Sequence[Activation]) -> list[B.Block]:
-    from actlab.analysis import audit
+    from actlab.analysis.audit import audit
 
     rows, problems = [], []
     for act in acts:
@@ -126,41 +136,57 @@ def _audit_blocks(acts: Sequence[Activation]) -> list[B.Block]:
         except (ValueError, RuntimeError) as exc:
             problems.append(f"{act.name}: {exc}")
             continue
-        frame = res.to_frame() if hasattr(res, "to_frame") else getattr(res, "frame", None)
-        rows.append([act.name, B.Cell("pass", "good") if res.passed else B.Cell("FAIL", "bad"),
-                     _audit_worst(frame)])
+        verdicts = res.verdicts()
+        rows.append([
+            act.name,
+            B.Cell("pass", "good") if res.passed else B.Cell("FAIL", "bad"),
+            *(B.Cell("ok", "good") if verdicts.get(d, True) else B.Cell("fail", "bad")
+              for d in AUDIT_DTYPES),
+            _audit_worst(res.frame),
+        ])
     blocks = [
         B.p(
             "Forward and derivative in float64, float32, float16 and bfloat16 over inputs up "
-            "to ±1e4, against a float64/mpmath reference: maximum relative error and NaN/inf "
-            "where the true value is finite."
+            "to ±1e4, against a float64 or mpmath reference: the largest error (in units of "
+            "the dtype's epsilon) and NaN/inf where the true value is finite. An activation "
+            "fails when any judged row exceeds its tolerance or produces NaN/inf."
         ),
-        B.table(["activation", "audit", "worst case"], rows),
+        B.table(["activation", "audit", *AUDIT_DTYPES, "worst case"], rows),
     ]
     if problems:
         blocks.append(B.note("The audit could not run for " + "; ".join(problems)))
     return blocks
 
 
-def _audit_worst(frame: Any) -> str:
-    if frame is None or not isinstance(frame, pd.DataFrame) or frame.empty:
-        return ""
-    err_cols = [c for c in frame.columns if "err" in c.lower()]
-    if not err_cols:
-        return ""
-    col = err_cols[0]
-    worst = frame.loc[frame[col].astype(float).idxmax()]
-    keys = [k for k in frame.columns if k in {"dtype", "quantity", "what"}]
-    where = ", ".join(f"{k}={worst[k]}" for k in keys)
-    return f"max {col} {B.fmt(worst[col], 3)}" + (f" ({where})" if where else "")
+AUDIT_DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 
-def section(acts: Sequence[Activation], study: Any = None) -> B.Section:
+def _audit_worst(frame: pd.DataFrame) -> str:
+    """The failing rows, or else the judged row with the largest error."""
+    judged = frame[frame["judged"]]
+    if judged.empty:
+        return ""
+    bad = judged[~judged["passed"]]
+    rows = bad if len(bad) else judged.loc[[judged["error_in_eps"].astype(float).idxmax()]]
+    parts = []
+    for _, r in rows.head(3).iterrows():
+        text = f"{r['dtype']} {r['quantity']}: {B.fmt(r['error_in_eps'], 3)} eps"
+        if r["nan"] or r["inf"]:
+            text += f", {int(r['nan'])} NaN, {int(r['inf'])} inf"
+        text += f" at x={B.fmt(r['worst_x'], 4)}"
+        parts.append(text)
+    more = len(rows) - 3
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def section(
+    acts: Sequence[Activation], study: Any = None, depths: Sequence[int] = GRADFLOW_DEPTHS
+) -> B.Section:
     """Gradient flow, gain / edge of chaos and audit, as three sub-sections."""
     children = []
     parts = (
         ("analysis-gradflow", "Gradient flow through depth",
-         lambda: _gradflow_blocks(acts, GRADFLOW_DEPTHS)),
+         lambda: _gradflow_blocks(acts, sorted(depths))),
         ("analysis-gain", "Initialisation gain and edge of chaos", lambda: _gain_blocks(acts)),
         ("analysis-audit", "Numerical stability audit", lambda: _audit_blocks(acts)),
     )

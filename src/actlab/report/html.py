@@ -132,10 +132,16 @@ def build_context(
     bench: Any = None,
     title: str = "actlab report",
     analysis: bool = True,
+    gradflow_depths: Sequence[int] = (5, 10, 20, 50),
 ) -> dict[str, Any]:
     """Everything the template needs (plain data; the template escapes all text)."""
     from actlab.report import sections as S
 
+    depths = list(gradflow_depths)
+    if not depths or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in depths):
+        raise ValueError(
+            f"gradflow_depths must be positive whole numbers of layers, got {gradflow_depths!r}"
+        )
     study = S.load_study(db) if db is not None else None
     names = list(activations or [])
     if not names and study is not None:
@@ -149,7 +155,7 @@ def build_context(
     sections.append(S.recommendation_section(study, rec))
     sections.append(catalog_section(acts, properties=analysis))
     if analysis:
-        sections.append(S.analysis_section(acts, study))
+        sections.append(S.analysis_section(acts, study, depths))
     if study is not None:
         sections.extend(S.study_sections(study))
     cost = S.cost_section(study, bench)
@@ -195,7 +201,8 @@ def write_report(db: str | Path | None, out: str | Path, **options: Any) -> Path
             bench: a kernel benchmark table (pandas DataFrame, or a ``.csv`` / ``.json``
                 file) to include;
             title: the report title;
-            analysis: compute properties, gain, gradient flow and audit (default True).
+            analysis: compute properties, gain, gradient flow and audit (default True);
+            gradflow_depths: depths of the gradient-flow table (default 5, 10, 20, 50).
 
     Returns:
         The path written.

@@ -135,7 +135,13 @@ def headline(study: StudyData | None, rec: StudyRecommendation | None) -> dict[s
     warning = ""
     if rec.warnings:
         warning = f"{len(rec.warnings)} warning(s): see the recommendation section."
-    return {"lines": [f"Use {rec.overall}.", rec.summary], "points": items, "warning": warning}
+    clear = any(t.best == rec.overall and t.confidence == "clear" for t in rec.tasks)
+    first = (
+        f"Use {rec.overall}." if clear
+        else f"Tentatively {rec.overall}: it is not significantly better than the others on "
+        "any task studied."
+    )
+    return {"lines": [first, rec.summary], "points": items, "warning": warning}
 
 
 # ----------------------------------------------------------------------------- recommendation
@@ -214,6 +220,7 @@ CURVE_LABELS = {
     "train_accuracy": "train accuracy",
     "dead_fraction": "dead-unit fraction",
     "epoch_time": "epoch time (s)",
+    "loss": "training loss",
 }
 _LOG_CURVES = {"train_loss", "test_loss", "val_loss"}
 
@@ -277,22 +284,34 @@ def _curves(runs: list[Any]) -> dict[str, dict[str, list[list[float]]]]:
     return out
 
 
+def _every(runs: list[Any]) -> int | None:
+    """Steps between curve values when a task keeps a loss every k steps (``loss_every``)."""
+    for run in runs:
+        k = run.result.artifacts.get("loss_every")
+        if isinstance(k, int | float) and k > 0:
+            return int(k)
+    return None
+
+
 def _curve_figures(label: str, runs: list[Any]) -> list[B.Block]:
     curves = _curves(runs)
     if not curves:
         return [B.absent("No per-epoch curves were recorded for this task."),
                 _wall_time_block(label, runs)]
     blocks: list[B.Block] = []
-    training = [k for k in ("train_loss", "test_loss", "val_loss", "train_accuracy",
+    training = [k for k in ("loss", "train_loss", "test_loss", "val_loss", "train_accuracy",
                             "test_accuracy") if k in curves]
     others = [k for k in curves if k not in training and k not in {"dead_fraction", "epoch_time"}]
+    every = _every(runs)
+    xlabel = "epoch" if every is None else "optimisation step"
     for name in training + others:
+        what = CURVE_LABELS.get(name, name)
         blocks.append(B.figure(
-            plot_seed_curves(curves[name], CURVE_LABELS.get(name, name),
-                             title=f"{label}: {CURVE_LABELS.get(name, name)}",
-                             logy=name in _LOG_CURVES),
-            alt=f"{label} {name} per epoch",
-            caption=f"{CURVE_LABELS.get(name, name)} per epoch: mean over seeds, band ±1 std.",
+            plot_seed_curves(curves[name], what, title=f"{label}: {what}",
+                             logy=name in _LOG_CURVES or name == "loss", xlabel=xlabel,
+                             xstep=every or 1),
+            alt=f"{label} {name} per {xlabel}",
+            caption=f"{what} per {xlabel}: mean over seeds, band ±1 std.",
             dpi=64,
         ))
     if "dead_fraction" in curves:
@@ -471,7 +490,9 @@ def about_section(study: StudyData | None, db: str | Path | None) -> B.Section:
 # ----------------------------------------------------------------------------- analysis
 
 
-def analysis_section(acts: Sequence[Activation], study: StudyData | None) -> B.Section:
+def analysis_section(
+    acts: Sequence[Activation], study: StudyData | None, depths: Sequence[int] = (5, 10, 20, 50)
+) -> B.Section:
     """Gradient flow through depth, the gain / edge-of-chaos table and the stability audit."""
     try:
         from actlab.report import analysis_sections
@@ -479,4 +500,4 @@ def analysis_section(acts: Sequence[Activation], study: StudyData | None) -> B.S
         return B.Section("analysis", "Gradient flow, initialisation and stability", [
             B.absent("The analysis stage is not available in this installation.")
         ])
-    return analysis_sections.section(acts, study)
+    return analysis_sections.section(acts, study, depths)

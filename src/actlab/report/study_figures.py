@@ -83,6 +83,7 @@ def plot_seed_curves(
     logy: bool = False,
     xlabel: str = "epoch",
     ax: plt.Axes | None = None,
+    xstep: float = 1.0,
 ) -> Figure:
     """Per-epoch curves, one line per activation: the mean over seeds and a +-1 std band.
 
@@ -91,6 +92,8 @@ def plot_seed_curves(
             NaN/inf and missing epochs are ignored in the mean).
         ylabel: what the curves measure, e.g. ``"test accuracy"``.
         logy: log scale on the y axis (for losses).
+        xstep: x distance between consecutive values (e.g. 10 when a loss was kept every
+            10 steps); the first value is at x = xstep.
     """
     if not series:
         raise ValueError("plot_seed_curves needs at least one activation's curves")
@@ -106,12 +109,15 @@ def plot_seed_curves(
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(arr, axis=0)
             std = np.nanstd(arr, axis=0)
-        epochs = np.arange(1, arr.shape[1] + 1)
+        epochs = np.arange(1, arr.shape[1] + 1) * xstep
         ax.plot(epochs, mean, color=color, lw=1.7, label=f"{name} (n={arr.shape[0]})")
         if arr.shape[0] > 1:
             lo, hi = mean - std, mean + std
-            if logy:
-                lo = np.where(lo > 0, lo, np.nan)
+            if logy:  # a log axis cannot show lo <= 0: clip the band at the lowest seed
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    lowest = np.nanmin(np.where(arr > 0, arr, np.nan), axis=0)
+                lo = np.where(lo > 0, lo, lowest)
             ax.fill_between(epochs, lo, hi, color=color, alpha=0.18, lw=0)
     if logy:
         ax.set_yscale("log")
