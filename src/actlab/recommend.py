@@ -563,6 +563,18 @@ def _overall(choices: list[TaskChoice], summary: Any) -> tuple[str | None, tuple
     return best, (support[best], len(ranked))
 
 
+def summarize_runs(df: Any) -> Any:
+    """:func:`actlab.experiments.stats.summarize` of a runs table, with tasks that have no
+    dataset (``xor``, ``ffn_timing``) given an empty dataset name, so that they group the
+    same way next to tasks that have one."""
+    from actlab.experiments.stats import summarize
+
+    df = df.copy()
+    if "dataset" in df:
+        df["dataset"] = df["dataset"].map(lambda d: d if isinstance(d, str) else "")
+    return summarize(df)
+
+
 def recommend_from_study(db: str | Any, *, audit: bool = True) -> StudyRecommendation:
     """A recommendation from the user's own study (an ``actlab study`` database).
 
@@ -578,13 +590,12 @@ def recommend_from_study(db: str | Any, *, audit: bool = True) -> StudyRecommend
     Example:
         >>> print(recommend_from_study("actlab-study.sqlite"))     # doctest: +SKIP
     """
-    from actlab.experiments.stats import summarize
     from actlab.experiments.store import ResultsStore, load_results
 
     df = load_results(db)
     with ResultsStore(db, create=False) as store:
         runs = store.runs()
-    summary = summarize(df)
+    summary = summarize_runs(df)
     wall = (
         df[df["status"] == "ok"].groupby(["task", "dataset", "config_hash", "activation"],
                                          dropna=False)["wall_time"].mean()

@@ -147,3 +147,14 @@ def test_summarize_all_diverged_and_grid_settings():
     best = t2[t2["rank"] == 1].set_index("setting").activation.to_dict()
     assert best == {"mlp/digits lr=0.1": "relu", "mlp/digits lr=0.01": "tanh"}
     assert summarize(_frame({})).empty
+
+
+def test_summarize_tasks_with_and_without_dataset():
+    df = pd.concat([
+        _frame({"relu": [1.0, 1.0], "tanh": [0.75, 1.0]}, task="xor", dataset=None, chash="x"),
+        _frame({"relu": [0.9, 0.92], "tanh": [0.8, 0.85]}, chash="m"),
+    ], ignore_index=True)
+    table = summarize(df)
+    assert set(table.setting) == {"xor", "mlp/digits"}
+    xor = table[table.setting == "xor"]
+    assert xor.dataset.isna().all() and xor["mean"].tolist() == [1.0, 0.875]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-STUDY_TASKS = ("xor", "mlp/digits")
+STUDY_TASKS = ("xor", "mlp/digits", "depth/digits", "ffn_timing", "gradflow")
 STUDY_ACTIVATIONS = ("relu", "tanh", "gelu")
 STUDY_SEEDS = 2
 
@@ -20,7 +20,8 @@ def study_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from actlab.experiments.study import Study, run_study
 
     db = tmp_path_factory.mktemp("study") / "study.sqlite"
-    study = Study(tasks=STUDY_TASKS, activations=STUDY_ACTIVATIONS, seeds=STUDY_SEEDS, quick=True)
+    study = Study(tasks=STUDY_TASKS, activations=STUDY_ACTIVATIONS, seeds=STUDY_SEEDS, quick=True,
+                  overrides={"steps": 100})  # xor: 100 Adam steps are enough to draw it
     summary = run_study(study, db, workers=0, progress=False)
     assert summary.ok == summary.total, summary.line()
     return db

@@ -303,13 +303,14 @@ def _tanhexp_e(x: Tensor) -> Tensor:
 
 
 def _tanhexp(x: Tensor) -> Tensor:
-    return x * _tanh(_tanhexp_e(x))
+    # tanh(e) == 1 for e > 9: clamping at 40 keeps exp(-2e) out of the (slow) subnormals
+    return x * _tanh(_tanhexp_e(x).clamp(max=40.0))
 
 
 def _tanhexp_d(x: Tensor) -> Tensor:
     e = _tanhexp_e(x)
-    t, s2 = _tanh_parts(e)
-    return t + x * (e * s2)
+    t, s2 = _tanh_parts(e.clamp(max=40.0))
+    return t + x * torch.where(e > 40.0, 0.0, e * s2)  # sech^2(e) e < 1e-33 there
 
 
 def _lisht(x: Tensor) -> Tensor:

@@ -150,6 +150,11 @@ def _fmt_p(p: float) -> str:
     return "p<0.001" if p < 0.001 else f"p={p:.3f}" if p < 0.01 else f"p={p:.2f}"
 
 
+def _ds(x: Any) -> Any:
+    """The dataset as a str, or None (pandas turns missing values into NaN)."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
 def _settings(df: pd.DataFrame) -> dict[tuple[str, Any, str], str]:
     """A readable label per (task, dataset, config_hash): task_id plus the config keys
     that differ between that task_id's settings, e.g. ``mlp/digits lr=0.01``."""
@@ -157,7 +162,7 @@ def _settings(df: pd.DataFrame) -> dict[tuple[str, Any, str], str]:
     for tid, group in df.groupby("task_id", sort=True):
         configs = {}
         for _, row in group.drop_duplicates("config_hash").iterrows():
-            configs[(row["task"], row["dataset"], row["config_hash"])] = row["config"] or {}
+            configs[(row["task"], _ds(row["dataset"]), row["config_hash"])] = row["config"] or {}
         keys = sorted({k for c in configs.values() for k in c})
         varying = [
             k for k in keys
@@ -185,12 +190,10 @@ def summarize(df: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     """
     if df.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    df = df.copy()
-    df["dataset"] = df["dataset"].where(df["dataset"].notna(), None)
     labels = _settings(df)
     out: list[dict[str, Any]] = []
     for ident, group in df.groupby(["task", "dataset", "config_hash"], dropna=False, sort=True):
-        ident = (ident[0], None if pd.isna(ident[1]) else ident[1], ident[2])
+        ident = (ident[0], _ds(ident[1]), ident[2])
         out.extend(_summarize_setting(labels[ident], group, alpha))
     table = pd.DataFrame(out, columns=SUMMARY_COLUMNS)
     return table.sort_values(["setting", "rank"], kind="stable").reset_index(drop=True)
@@ -210,7 +213,7 @@ def _summarize_setting(label: str, group: pd.DataFrame, alpha: float) -> list[di
         d = describe(s.values)
         rows[act] = {
             "setting": label, "task_id": first["task_id"], "task": first["task"],
-            "dataset": first["dataset"], "config_hash": first["config_hash"],
+            "dataset": _ds(first["dataset"]), "config_hash": first["config_hash"],
             "metric": metric, "higher_is_better": hib, "activation": act,
             "mean": d.mean, "std": d.std, "n": d.n, "ci_low": d.ci_low, "ci_high": d.ci_high,
             "n_runs": len(g), "n_diverged": int((g["status"] == "diverged").sum()),

@@ -3,8 +3,11 @@
 Datasets sit on the device; each epoch shuffles an index with ``torch.randperm`` (a seeded
 generator) and slices batches from it, so there is no per-sample Python work and no
 DataLoader. Losses are accumulated on the device and read once per epoch (no ``.item()``
-per step). A non-finite loss stops the run with ``status="diverged"`` and the global step
-(0-based) of the first bad loss.
+per step). A run *diverges* when its loss becomes NaN or infinite, or exceeds
+``diverge_factor`` (default 1000) times the loss of its first step: Adam's step size is
+bounded, so a far too large learning rate often explodes the loss to 1e20 without ever
+reaching inf. It stops with ``status="diverged"`` and the global step (0-based) of the
+first bad loss.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ class FitResult:
         status: ``"ok"`` or ``"diverged"``.
         metrics: final scalars (``test_accuracy``, ``test_loss``, ``train_loss``, ...).
         curves: per-epoch (or per-evaluation) series.
-        diverged_step: global optimisation step of the first non-finite loss.
+        diverged_step: global optimisation step of the first diverged loss.
         steps: optimisation steps taken.
         wall_time: seconds.
         extra: other JSON-able results (e.g. dead fraction per layer).
@@ -71,20 +74,35 @@ class FitResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class DivergenceWatch:
-    """Remembers, on the device, the first step whose loss is not finite (no host sync)."""
+DIVERGE_FACTOR = 1e3
 
-    def __init__(self, device: torch.device) -> None:
+
+class DivergenceWatch:
+    """Remembers, on the device, the first step whose loss diverged (no host sync).
+
+    A loss diverges when it is NaN or infinite, or (with ``factor``) larger than
+    ``factor`` times the first step's loss.
+    """
+
+    def __init__(self, device: torch.device, factor: float | None = DIVERGE_FACTOR) -> None:
+        if factor is not None and not factor > 1:
+            raise ValueError(f"diverge_factor must be > 1 or None, got {factor!r}")
+        self.factor = factor
         self.first = torch.full((), -1, dtype=torch.long, device=device)
         self.step = torch.zeros((), dtype=torch.long, device=device)
+        self.initial = torch.zeros((), device=device)
 
     def update(self, loss: Tensor) -> None:
-        bad = ~torch.isfinite(loss) & (self.first < 0)
-        self.first = torch.where(bad, self.step, self.first)
+        loss = loss.detach().float()
+        bad = ~torch.isfinite(loss)
+        if self.factor is not None:
+            self.initial = torch.where(self.step == 0, loss.abs(), self.initial)
+            bad = bad | (loss.abs() > self.factor * self.initial)
+        self.first = torch.where(bad & (self.first < 0), self.step, self.first)
         self.step += 1
 
     def diverged_at(self) -> int | None:
-        """Global step of the first non-finite loss (one host sync), or ``None``."""
+        """Global step of the first diverged loss (one host sync), or ``None``."""
         first = int(self.first)
         return first if first >= 0 else None
 
@@ -125,6 +143,7 @@ def fit_classifier(
     weight_decay: float = 0.0,
     monitor_dead: bool = True,
     dead_unit_dim: int | None = 1,
+    diverge_factor: float | None = DIVERGE_FACTOR,
 ) -> FitResult:
     """Train ``model`` with cross-entropy on ``data`` (already on the model's device).
 
@@ -139,6 +158,8 @@ def fit_classifier(
         monitor_dead: track dead units (hooks on every activation layer).
         dead_unit_dim: the unit dimension of activation outputs; 1 fits MLPs ``(N, F)``
             and CNNs ``(N, C, ...)``; ``None`` lets the monitor choose.
+        diverge_factor: a loss above this multiple of the first step's loss counts as
+            diverged (``None``: only NaN/inf do).
 
     Example:
         >>> ds = load_dataset("digits")
@@ -152,7 +173,7 @@ def fit_classifier(
     device = data.x_train.device
     opt = make_optimizer(model, optimizer, lr, weight_decay)
     gen = torch.Generator().manual_seed(seed)
-    watch = DivergenceWatch(device)
+    watch = DivergenceWatch(device, diverge_factor)
     monitor = _dead_monitor(model, dead_unit_dim) if monitor_dead else None
     x, y = data.x_train, data.y_train
     n = len(y)
@@ -198,7 +219,7 @@ def fit_classifier(
         if monitor is not None:
             monitor.detach()
     result.steps = steps
-    if curves["test_accuracy"]:
+    if result.status == STATUS_OK:  # a diverged run keeps its curves but has no final metrics
         result.metrics = {
             "test_accuracy": curves["test_accuracy"][-1],
             "test_loss": curves["test_loss"][-1],
@@ -247,6 +268,7 @@ def fit_lm(
     eval_batches: int = 10,
     seed: int = 0,
     optimizer: str = "adamw",
+    diverge_factor: float | None = DIVERGE_FACTOR,
 ) -> FitResult:
     """Train a character LM on random windows of ``text.train`` (already on the device).
 
@@ -265,7 +287,7 @@ def fit_lm(
     device = text.train.device
     opt = make_optimizer(model, optimizer, lr)
     gen = torch.Generator().manual_seed(seed)
-    watch = DivergenceWatch(device)
+    watch = DivergenceWatch(device, diverge_factor)
     curves: dict[str, list[float]] = {"step": [], "train_loss": [], "val_loss": []}
     result = FitResult(status=STATUS_OK, curves=curves)
     model.train()

@@ -9,8 +9,10 @@ activation (e.g. a user formula without an edge of chaos).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from actlab.catalog import Activation
@@ -19,72 +21,137 @@ from actlab.report import blocks as B
 GRADFLOW_DEPTHS = (5, 10, 20, 50)
 
 
-def _gradflow_blocks(acts: Sequence[Activation], depths: Sequence[int]) -> list[B.Block]:
+@dataclass
+class _Flow:
+    """Gradient flow of one activation: ratio per depth and the deepest net's norms."""
+
+    name: str
+    source: str
+    ratio: dict[int, float]
+    factor: float
+    grad_norm: np.ndarray
+
+
+def _from_study(study: Any) -> tuple[dict[str, _Flow], str]:
+    """Gradient flow stored by the study's ``gradflow`` runs (geometric mean over seeds)."""
+    if study is None:
+        return {}, ""
+    runs = [r for r in study.runs if r.spec.task == "gradflow" and r.result.status == "ok"]
+    by_act: dict[str, list[Any]] = {}
+    for r in runs:
+        by_act.setdefault(r.spec.activation, []).append(r)
+    out: dict[str, _Flow] = {}
+    cfg: dict[str, Any] = {}
+    for key, rs in by_act.items():
+        logs: dict[int, list[float]] = {}
+        norms: list[np.ndarray] = []
+        factors: list[float] = []
+        for r in rs:
+            a = r.result.artifacts
+            depths, lr = a.get("depths") or [], a.get("log10_ratio") or []
+            for d, v in zip(depths, lr, strict=False):
+                if isinstance(v, int | float):
+                    logs.setdefault(int(d), []).append(float(v))
+            if depths and a.get("grad_norm"):
+                g = np.asarray(a["grad_norm"][int(np.argmax(depths))], dtype=float)
+                norms.append(np.log10(np.maximum(g, 1e-300)))
+                factors.append(float(a["per_layer_factor"][int(np.argmax(depths))]))
+            cfg = a.get("config") or cfg
+        if not logs or not norms:
+            continue
+        out[key] = _Flow(
+            name=key, source=f"study, {len(rs)} seed(s)",
+            ratio={d: 10 ** float(np.mean(v)) for d, v in logs.items()},
+            factor=float(np.exp(np.mean(np.log(np.maximum(factors, 1e-300))))),
+            grad_norm=10 ** np.mean(np.stack(norms), axis=0),
+        )
+    what = ""
+    if out:
+        what = f"width {cfg.get('width', '?')}, init {cfg.get('init', '?')}"
+    return out, what
+
+
+def _live(act: Activation, depths: Sequence[int]) -> _Flow:
     from actlab.analysis.gradflow import gradient_flow
 
-    rows, flows, failed = [], [], []
+    ratio, deepest = {}, None
+    for d in depths:
+        deepest = gradient_flow(act, d, width=LIVE_WIDTH, seeds=LIVE_SEEDS)
+        ratio[d] = deepest.ratio
+    assert deepest is not None
+    return _Flow(act.name, f"measured now, {LIVE_SEEDS} seeds", ratio,
+                 deepest.per_layer_factor, np.asarray(deepest.grad_norm))
+
+
+GAIN_SIGMA_B2 = (0.0, 0.1)
+"""Bias variances at which the report gives the critical weight variance (edge of chaos)."""
+LIVE_WIDTH = 128
+LIVE_SEEDS = 2
+
+
+def _ratio_cell(ratio: float | None) -> Any:
+    if ratio is None:
+        return "-"
+    cls = "bad" if ratio < 1e-3 or ratio > 1e3 else ("warn" if ratio < 0.1 or ratio > 10 else "")
+    return B.Cell(B.fmt(ratio, 3), cls)
+
+
+def _gradflow_blocks(
+    acts: Sequence[Activation], depths: Sequence[int], study: Any = None
+) -> list[B.Block]:
+    stored, setup = _from_study(study)
+    flows, failed = [], []
     for act in acts:
-        row: list[Any] = [act.name]
-        deepest = None
+        if act.key in stored:
+            f = stored[act.key]
+            f.name = act.name
+            flows.append(f)
+            continue
         try:
-            for d in depths:
-                r = gradient_flow(act, d, seeds=2)
-                ratio = r.ratio
-                cls = "bad" if ratio < 1e-3 or ratio > 1e3 else ("warn" if ratio < 0.1 else "")
-                row.append(B.Cell(B.fmt(ratio, 3), cls))
-                deepest = r
+            flows.append(_live(act, depths))
         except (ValueError, RuntimeError) as exc:
             failed.append(f"{act.name}: {exc}")
-            continue
-        assert deepest is not None
-        row.append(B.fmt(deepest.per_layer_factor, 3))
-        rows.append(row)
-        flows.append(deepest)
+    all_depths = sorted({d for f in flows for d in f.ratio}) or list(depths)
+    rows = [[f.name, *(_ratio_cell(f.ratio.get(d)) for d in all_depths), B.fmt(f.factor, 3),
+             f.source] for f in flows]
+    intro = (
+        "A deep MLP at initialisation with PyTorch's default nn.Linear init and a real "
+        "forward and backward pass on a random batch (float64): the norm of the loss "
+        "gradient with respect to the first hidden layer's weights divided by the last "
+        "layer's. Far below 1: vanishing gradients (the article's point about sigmoid); far "
+        "above 1: exploding. The per-layer factor is that ratio's geometric mean per layer "
+        "in the deepest network."
+    )
+    if setup:
+        intro += f" Rows from the study use its gradflow task ({setup})."
+    if any(f.source.startswith("measured") for f in flows):
+        intro += f" Rows measured now use width {LIVE_WIDTH}."
     blocks: list[B.Block] = [
-        B.p(
-            "A deep MLP (width 128) at initialisation with PyTorch's default nn.Linear init, a "
-            "real forward and backward pass on a batch (float64, mean of 2 seeds): the norm of "
-            "the loss gradient with respect to the first hidden layer's weights divided by the "
-            "last layer's. Values far below 1 mean vanishing gradients (the article's point "
-            "about sigmoid), far above 1 exploding ones."
-        ),
-        B.table(
-            ["activation", *(f"depth {d}" for d in depths),
-             f"per-layer factor (depth {depths[-1]})"],
-            rows, numeric=set(range(1, len(depths) + 2)),
-            caption="First-layer / last-layer gradient norm",
-        ),
+        B.p(intro),
+        B.table(["activation", *(f"depth {d}" for d in all_depths), "per-layer factor",
+                 "source"], rows, numeric=set(range(1, len(all_depths) + 2)),
+                caption="First-layer / last-layer gradient norm"),
     ]
     if flows:
-        blocks.append(_gradflow_figure(flows))
+        from actlab.report.study_figures import plot_layer_norms
+
+        deepest = max(len(f.grad_norm) for f in flows)
+        blocks.append(B.figure(
+            plot_layer_norms({f.name: f.grad_norm for f in flows}),
+            alt="gradient norm per layer",
+            caption=f"Gradient norm per layer (log scale) in the deepest network ({deepest} "
+            "layers) at initialisation; layer 1 is next to the input.", dpi=72,
+        ))
     if failed:
         blocks.append(B.note("Gradient flow could not be computed for " + "; ".join(failed)))
     return blocks
-
-
-def _gradflow_figure(flows: list[Any]) -> B.Block:
-    try:
-        from actlab.report.analysis_figures import plot_gradient_flow
-    except ImportError:
-        plot_gradient_flow = None
-    if plot_gradient_flow is not None:
-        fig = plot_gradient_flow(flows)
-    else:
-        from actlab.report.study_figures import plot_layer_norms
-
-        fig = plot_layer_norms({f.activation: f.grad_norm for f in flows})
-    return B.figure(
-        fig, alt="gradient norm per layer",
-        caption=f"Gradient norm per layer (log scale) in a {flows[0].depth}-layer MLP at "
-        "initialisation; layer 1 is next to the input.", dpi=72,
-    )
 
 
 def _gain_blocks(acts: Sequence[Activation]) -> list[B.Block]:
     from actlab.analysis.gain import gain_table
     from actlab.analysis.propagation import fixed_point
 
-    table: pd.DataFrame = gain_table(acts)
+    table: pd.DataFrame = gain_table(acts, sigma_b2=GAIN_SIGMA_B2)
     crit = [c for c in table.columns if str(c).startswith("crit")]
     moments = [c for c in ("E[f(z)]", "E[f(z)^2]", "E[f'(z)^2]") if c in table.columns]
     header = ["activation", "gain", "torch gain", *(_short(c) for c in moments),
@@ -186,7 +253,7 @@ def section(
     children = []
     parts = (
         ("analysis-gradflow", "Gradient flow through depth",
-         lambda: _gradflow_blocks(acts, sorted(depths))),
+         lambda: _gradflow_blocks(acts, sorted(depths), study)),
         ("analysis-gain", "Initialisation gain and edge of chaos", lambda: _gain_blocks(acts)),
         ("analysis-audit", "Numerical stability audit", lambda: _audit_blocks(acts)),
     )

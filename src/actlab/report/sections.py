@@ -27,7 +27,7 @@ from actlab.recommend import (
     recommend_from_study,
 )
 from actlab.report import blocks as B
-from actlab.report.study_figures import plot_bars, plot_seed_curves
+from actlab.report.study_figures import plot_bars, plot_depth, plot_seed_curves
 
 # ----------------------------------------------------------------------------- data
 
@@ -54,7 +54,7 @@ class StudyData:
     def runs_of(self, rows: pd.DataFrame) -> list[Any]:
         """Stored runs of a setting (its task, dataset and config hash)."""
         first = rows.iloc[0]
-        ds = first["dataset"] if isinstance(first["dataset"], str) else None
+        ds = first["dataset"] if isinstance(first["dataset"], str) and first["dataset"] else None
         return [
             r for r in self.runs
             if r.spec.task == first["task"] and r.dataset == ds
@@ -64,13 +64,13 @@ class StudyData:
 
 def load_study(db: str | Path) -> StudyData:
     """Read a study database (runs, ``summarize`` statistics and curves)."""
-    from actlab.experiments.stats import summarize
     from actlab.experiments.store import ResultsStore, load_results
+    from actlab.recommend import summarize_runs
 
     df = load_results(db)
     with ResultsStore(db, create=False) as store:
         runs = store.runs()
-    summary = summarize(df)
+    summary = summarize_runs(df)
     acts = list(dict.fromkeys(df["activation"])) if not df.empty else []
     return StudyData(Path(db), df, summary, runs, acts)
 
@@ -350,28 +350,46 @@ def task_section(study: StudyData, label: str, rows: pd.DataFrame) -> B.Section:
     runs = study.runs_of(rows)
     first = rows.iloc[0]
     cfg = runs[0].spec.config if runs else {}
-    blocks: list[B.Block] = [
-        B.p(str(first["statement"])),
-        _ranked_table(rows),
-    ]
+    blocks: list[B.Block] = []
+    desc = _task_description(str(first["task"]))
+    if desc:
+        blocks.append(B.p(f"Task: {desc}."))
+    blocks += [B.p(str(first["statement"])), _ranked_table(rows)]
     if cfg:
         blocks.append(B.kv([("configuration", json.dumps(dict(cfg), sort_keys=True, default=str))]))
     blocks.append(B.heading("Training curves, dead units and wall time"))
     blocks.extend(_curve_figures(label, runs))
     extra = _task_extras(first["task"], label, runs)
     blocks.extend(extra)
-    return B.Section(f"task-{B.slug(label)}", label, blocks)
+    title = label + TASK_TITLES.get(str(first["task"]), "")
+    return B.Section(f"task-{B.slug(label)}", title, blocks)
+
+
+TASK_TITLES = {"xor": ": decision boundaries", "depth": ": the depth experiment"}
+
+
+def _task_description(task: str) -> str:
+    from actlab.experiments.base import TASKS
+
+    t = TASKS.get(task)
+    return t.description if t is not None else ""
 
 
 def _task_extras(task: str, label: str, runs: list[Any]) -> list[B.Block]:
-    """Task-specific figures (the XOR decision boundaries)."""
-    if task != "xor":
-        return []
+    """Task-specific figures: XOR decision boundaries, accuracy against depth."""
+    ok = [r for r in runs if r.result.status == "ok"]
+    if task == "xor":
+        return _xor_blocks(ok)
+    if task == "depth":
+        return _depth_blocks(ok)
+    return []
+
+
+def _xor_blocks(ok: list[Any]) -> list[B.Block]:
     try:
         from actlab.report.task_figures import plot_xor_boundaries
     except ImportError:
         return [B.absent("XOR decision boundaries: the figure module is not available.")]
-    ok = [r for r in runs if r.result.status == "ok"]
     if not ok:
         return [B.absent("No finished XOR run to draw.")]
     try:
@@ -380,9 +398,39 @@ def _task_extras(task: str, label: str, runs: list[Any]) -> list[B.Block]:
         return [B.absent(f"XOR decision boundaries could not be drawn: {exc}")]
     return [B.heading("Decision boundaries"), B.figure(
         fig, alt="XOR decision boundaries per activation",
-        caption="Decision boundary learned on XOR per activation (first seed); the linear "
-        "network cannot separate the classes.", dpi=64,
+        caption="p(y = 1) learned on the four XOR points, per activation (first seed); the "
+        "black line is the 0.5 boundary. With the identity (a linear network) no boundary "
+        "can separate the classes.", dpi=64,
     )]
+
+
+def _depth_blocks(ok: list[Any]) -> list[B.Block]:
+    by_act: dict[str, dict[int, list[float]]] = {}
+    for run in ok:
+        arts = run.result.artifacts
+        depths, accs = arts.get("depths"), arts.get("test_accuracy")
+        if not isinstance(depths, list) or not isinstance(accs, list):
+            continue
+        for d, a in zip(depths, accs, strict=False):
+            if isinstance(a, int | float) and math.isfinite(a):
+                by_act.setdefault(run.spec.activation, {}).setdefault(int(d), []).append(float(a))
+    if not by_act:
+        return [B.absent("The depth runs hold no per-depth accuracies.")]
+    depths = sorted({d for v in by_act.values() for d in v})
+    rows = []
+    for act, vals in by_act.items():
+        rows.append([act, *(B.fmt(sum(vals[d]) / len(vals[d])) if d in vals else "-"
+                            for d in depths)])
+    return [
+        B.heading("Accuracy against depth"),
+        B.figure(plot_depth(by_act), alt="test accuracy against depth per activation",
+                 caption="Test accuracy of MLPs with 2 to 30 hidden layers (no normalisation or "
+                 "residual connections), mean over seeds ±1 std; a diverged depth counts at "
+                 "chance accuracy.", dpi=64),
+        B.table(["activation", *(f"{d} layers" for d in depths)], rows,
+                numeric=set(range(1, len(depths) + 1)),
+                caption="Mean test accuracy over seeds per depth"),
+    ]
 
 
 def study_sections(study: StudyData) -> list[B.Section]:
@@ -427,6 +475,41 @@ def _frame_table(df: pd.DataFrame, caption: str) -> B.Block:
     return B.table([str(c) for c in df.columns], rows, caption=caption, numeric=numeric)
 
 
+TIMING_COLUMNS = (("fwd_ms", "forward (ms)"), ("fwd_bwd_ms", "forward+backward (ms)"),
+                  ("tokens_per_s", "tokens/s"))
+
+
+def _timing_table(study: StudyData, rows: pd.DataFrame) -> B.Block:
+    """Mean FFN timings per activation and their ratio to ReLU's."""
+    first = rows.iloc[0]
+    df = study.df
+    df = df[(df["task"] == first["task"]) & (df["config_hash"] == first["config_hash"])
+            & (df["status"] == "ok")]
+    cols = [(c, name) for c, name in TIMING_COLUMNS if c in df.columns]
+    if df.empty or not cols:
+        return B.absent("No timing metrics recorded.")
+    means = df.groupby("activation")[[c for c, _ in cols]].mean()
+    base = means.loc[BASELINE] if BASELINE in means.index else None
+    out = []
+    for act in rows["activation"]:
+        if act not in means.index:
+            continue
+        r = means.loc[act]
+        row: list[Any] = [act]
+        for c, _ in cols:
+            row.append(B.fmt(r[c]))
+        for c, _ in cols[:2]:
+            ok = base is not None and math.isfinite(base[c]) and base[c] > 0
+            row.append(f"{r[c] / base[c]:.2f}x" if ok else "-")
+        out.append(row)
+    header = ["activation", *(name for _, name in cols),
+              *(f"{name.split(' ')[0]} / {BASELINE}" for _, name in cols[:2])]
+    return B.table(header, out, numeric=set(range(1, len(header))),
+                   caption="Transformer FFN block (Linear, activation, Linear; gated "
+                   "activations get the GLU variant with matching parameters): median time per "
+                   "call, mean over seeds, and the ratio to ReLU")
+
+
 def cost_section(study: StudyData | None, bench: Any) -> B.Section | None:
     """FFN timing from the study and the kernel benchmark table, when present."""
     blocks: list[B.Block] = []
@@ -435,11 +518,7 @@ def cost_section(study: StudyData | None, bench: Any) -> B.Section | None:
             blocks.append(B.heading(label))
             blocks.append(B.p(str(rows["statement"].iloc[0])))
             blocks.append(_ranked_table(rows))
-            base = rows[rows["activation"] == BASELINE]["mean"]
-            if len(base) and math.isfinite(float(base.iloc[0])) and float(base.iloc[0]) > 0:
-                ratio = [[r["activation"], f"{r['mean'] / float(base.iloc[0]):.2f}x"]
-                         for _, r in rows.iterrows() if math.isfinite(r["mean"])]
-                blocks.append(B.table(["activation", f"time / {BASELINE}"], ratio, numeric={1}))
+            blocks.append(_timing_table(study, rows))
     table = _load_bench(bench)
     if table is not None:
         blocks.append(B.heading("Kernel benchmark"))

@@ -32,6 +32,7 @@ DEFAULTS = {
     "lr": 3e-3,
     "eval_every": 100,
     "eval_batches": 10,
+    "diverge_factor": 1e3,
 }
 QUICK = {
     "steps": 30,
@@ -81,6 +82,7 @@ def run(spec: RunSpec, device: torch.device) -> RunResult:
         eval_every=int(cfg["eval_every"]),
         eval_batches=int(cfg["eval_batches"]),
         seed=spec.seed,
+        diverge_factor=None if cfg["diverge_factor"] is None else float(cfg["diverge_factor"]),
     )
     result = to_run_result(
         fit, {"config": cfg, "params": count_params(model), "vocab_size": text.vocab_size}

@@ -27,7 +27,9 @@ from actlab.experiments.tasks._common import positive_int, resolve_config, to_ru
 from actlab.experiments.train import fit_classifier, seed_everything
 
 DATA_KEYS = {"dataset": "digits", "split_seed": 0, "data_dir": None, "download": False}
-TRAIN_KEYS = {"lr": 1e-3, "batch": 128, "optimizer": "adam", "weight_decay": 0.0}
+TRAIN_KEYS = {
+    "lr": 1e-3, "batch": 128, "optimizer": "adam", "weight_decay": 0.0, "diverge_factor": 1e3
+}
 
 # ``epochs: None`` means the dataset's default below (the resolved value is in the
 # artifacts' config); chosen for about 5 s (digits) and 10 s (MNIST-1D) per run on one thread
@@ -77,6 +79,11 @@ def load_task_data(task: str, cfg: dict[str, Any], accepted: tuple[str, ...],
     return data.to(device)
 
 
+def _factor(cfg: dict[str, Any]) -> float | None:
+    f = cfg.get("diverge_factor")
+    return None if f is None else float(f)
+
+
 def resolve_epochs(task: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """``cfg`` with ``epochs: None`` replaced by the dataset's default (checked >= 1)."""
     if cfg["epochs"] is None:
@@ -97,6 +104,7 @@ def _fit(spec: RunSpec, cfg: dict[str, Any], model: torch.nn.Module, data: Datas
         seed=spec.seed,
         optimizer=str(cfg["optimizer"]),
         weight_decay=float(cfg["weight_decay"]),
+        diverge_factor=_factor(cfg),
     )
     result = to_run_result(
         fit,

@@ -22,7 +22,13 @@ import torch
 from actlab.experiments.base import STATUS_OK, RunResult, RunSpec, Task, register_task
 from actlab.experiments.models import DeepMLP
 from actlab.experiments.tasks._common import positive_int, resolve_config
-from actlab.experiments.tasks.classify import DATA_KEYS, MLP_DATASETS, TRAIN_KEYS, load_task_data
+from actlab.experiments.tasks.classify import (
+    DATA_KEYS,
+    MLP_DATASETS,
+    TRAIN_KEYS,
+    _factor,
+    load_task_data,
+)
 from actlab.experiments.train import fit_classifier, seed_everything
 
 DEFAULTS = {
@@ -57,6 +63,7 @@ def run(spec: RunSpec, device: torch.device) -> RunResult:
             model, data, epochs=int(cfg["epochs"]), lr=float(cfg["lr"]),
             batch_size=int(cfg["batch"]), seed=spec.seed, optimizer=str(cfg["optimizer"]),
             weight_decay=float(cfg["weight_decay"]), monitor_dead=False,
+            diverge_factor=_factor(cfg),
         )
         ok = fit.status == STATUS_OK
         table["status"].append(fit.status)

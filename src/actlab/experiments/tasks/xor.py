@@ -36,7 +36,7 @@ from actlab.experiments.models import MLP, count_params
 from actlab.experiments.tasks._common import positive_int, resolve_config
 from actlab.experiments.train import DivergenceWatch, make_optimizer, seed_everything
 
-DEFAULTS = {"hidden": 8, "lr": 0.05, "steps": 800, "grid": 41}
+DEFAULTS = {"hidden": 8, "lr": 0.05, "steps": 800, "grid": 41, "diverge_factor": 1e3}
 QUICK = {"steps": 300, "grid": 21}
 LIMITS = (-0.5, 1.5)
 
@@ -50,7 +50,8 @@ def run(spec: RunSpec, device: torch.device) -> RunResult:
     model = MLP(2, (cfg["hidden"],), 1, spec.activation).to(device)
     opt = make_optimizer(model, "adam", float(cfg["lr"]))
     x, y = data.x_train, data.y_train.float()
-    watch = DivergenceWatch(device)
+    factor = cfg["diverge_factor"]
+    watch = DivergenceWatch(device, None if factor is None else float(factor))
     losses = torch.empty(cfg["steps"], device=device)
     for step in range(cfg["steps"]):
         loss = F.binary_cross_entropy_with_logits(model(x).squeeze(1), y)

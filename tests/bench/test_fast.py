@@ -1,0 +1,209 @@
+"""The compiled fast path: numerics within the catalog's tolerances, fall-back, caching.
+
+Every case is checked with the catalog's own float32 criterion (``assert_accurate``:
+1e-5 relative to float64, beyond the inputs' rounding), forward and derivative (the
+backward with a unit output gradient). The functions are those the compiler receives,
+run eagerly (``ACTLAB_NO_COMPILE=1``) for every case; compiled kernels are checked on a
+few representative cases here and on every case under ``-m slow``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import actlab
+from actlab.catalog import fast
+from actlab.catalog.fast import FastActivationModule, fast_call, fast_stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "catalog"))
+from catalog_cases import assert_accurate, cases, gated_input, get, points  # noqa: E402
+
+
+class FastView:
+    """An activation seen through the fast path (float64 keeps the catalog's reference)."""
+
+    def __init__(self, act: actlab.Activation) -> None:
+        self.act, self.gated, self.name = act, act.gated, act.name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float64:
+            return self.act(x)
+        with torch.no_grad():
+            return self.act.fast(x)
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float64:
+            return self.act.derivative(x)
+        xr = x.detach().clone().requires_grad_(True)
+        y = self.act.fast(xr)
+        (g,) = torch.autograd.grad(y, xr, torch.ones_like(y))
+        return g  # gated: [df/da, df/db] per output, the layout of Activation.derivative
+
+
+def _inputs(act: actlab.Activation, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    x = points(dtype)
+    return gated_input(x) if act.gated else x
+
+
+@pytest.fixture
+def eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACTLAB_NO_COMPILE", "1")
+
+
+@pytest.fixture
+def forget_kernels():
+    """Drop the kernels a test made with a broken compiler (later tests compile afresh)."""
+    yield
+    fast.clear_cache()
+
+
+@pytest.mark.parametrize("case", cases())
+def test_fast_functions_within_catalog_tolerance(case, eager):
+    """The fast path's functions (incl. the cheaper float32 forms), run eagerly."""
+    act = get(case)
+    assert_accurate(FastView(act), _inputs(act), rtol=1e-5)
+
+
+COMPILED = [("mish", {}), ("gelu", {}), ("swiglu", {}), ("softplus", {"beta": 2.0})]
+
+
+@pytest.mark.parametrize("case", COMPILED, ids=lambda c: c[0])
+def test_compiled_within_catalog_tolerance(case):
+    act = get(case)
+    assert_accurate(FastView(act), _inputs(act), rtol=1e-5)
+    assert FastActivationModule(act).compiled(_inputs(act))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", cases())
+def test_compiled_within_catalog_tolerance_all(case):
+    act = get(case)
+    assert_accurate(FastView(act), _inputs(act), rtol=1e-5)
+
+
+def test_float64_and_half_precision(eager):
+    act = actlab.get("mish")
+    x64 = torch.linspace(-8, 8, 101, dtype=torch.float64)
+    # float64 runs the catalog's own forms: as exact as act() itself
+    torch.testing.assert_close(act.fast(x64), act(x64), rtol=1e-14, atol=1e-15)
+    xh = x64.to(torch.bfloat16)
+    y = act.fast(xh)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y, act(xh), rtol=1e-2, atol=1e-3)
+
+
+def test_numpy_in_numpy_out(eager):
+    y = actlab.get("relu").fast(torch.tensor([-1.0, 2.0]).numpy())
+    assert y.tolist() == [0.0, 2.0]
+
+
+def test_learned_parameter_gradients_match_eager_module():
+    """prelu's alpha: the compiled backward reduces its gradient like autograd does."""
+    act = actlab.get("prelu", alpha=0.3)
+    x = torch.randn(6, 32, dtype=torch.float64)
+    g = torch.randn(6, 32, dtype=torch.float64)
+    fast_m, ref_m = act.module(fast=True).double(), act.module().double()
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    fast_m(xa).backward(g)
+    ref_m(xb).backward(g)
+    torch.testing.assert_close(xa.grad, xb.grad)
+    torch.testing.assert_close(fast_m.alpha.grad, ref_m.alpha.grad)
+    expected = (g * torch.where(x > 0, 0.0, x)).sum()
+    torch.testing.assert_close(fast_m.alpha.grad, expected)
+    assert fast_m.state_dict().keys() == ref_m.state_dict().keys()
+
+
+def test_formula_activation_uses_autograd_of_its_forward(eager):
+    act = actlab.formula("x * tanh(softplus(x))", name="my_mish")
+    x = torch.linspace(-6, 6, 49, dtype=torch.float64, requires_grad=True)
+    act.fast(x).sum().backward()
+    torch.testing.assert_close(x.grad, actlab.get("mish").derivative(x.detach()))
+
+
+def test_gated_odd_width_is_an_error(eager):
+    with pytest.raises(ValueError, match="even"):
+        actlab.get("swiglu").fast(torch.randn(3, 5))
+
+
+def test_shapes_and_views(eager):
+    m = actlab.get("gelu").module(fast=True)
+    base = torch.randn(4, 6, 8)
+    x = base.transpose(0, 2)  # not contiguous
+    torch.testing.assert_close(m(x), actlab.get("gelu")(x))
+    assert actlab.get("glu").module(fast=True)(torch.randn(2, 3, 8)).shape == (2, 3, 4)
+    assert m(torch.randn(0, 3)).shape == (0, 3)
+
+
+def test_falls_back_to_eager_when_compile_raises(monkeypatch, forget_kernels):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    act = actlab.get("tanhexp")
+    before = fast_stats().fallbacks
+    x = torch.linspace(-5, 5, 257, requires_grad=True)
+    m = FastActivationModule(act)
+    y = m(x)
+    y.sum().backward()
+    torch.testing.assert_close(y, act(x.detach()), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(x.grad, act.derivative(x.detach()), rtol=1e-5, atol=1e-6)
+    assert not m.compiled(x)
+    assert fast_stats().fallbacks == before + 1
+
+
+def test_falls_back_when_the_backend_fails(monkeypatch, forget_kernels):
+    """A failure inside compilation (not at torch.compile) is caught at the first call."""
+
+    def failing_backend(gm, example_inputs):
+        raise RuntimeError("inductor exploded")
+
+    monkeypatch.setattr(fast, "_inductor", failing_backend)
+    act = actlab.get("isru", alpha=0.7)  # a key no other test compiles
+    x = torch.randn(64)
+    torch.testing.assert_close(act.fast(x), act(x), rtol=1e-5, atol=1e-6)
+    assert not FastActivationModule(act).compiled(x)
+
+
+def test_env_var_disables_compilation(eager):
+    before = fast_stats().compiles
+    act = actlab.get("softsign")
+    x = torch.randn(100, requires_grad=True)
+    act.fast(x).sum().backward()
+    assert fast_stats().compiles == before
+    assert not FastActivationModule(act).compiled(x)
+
+
+def test_compilation_is_cached_across_calls_and_shapes():
+    act = actlab.get("hardswish")
+    m = act.module(fast=True)
+    x = torch.randn(33, 7, requires_grad=True)
+    m(x).sum().backward()  # compiles forward and backward
+    after_first = fast_stats().compiles
+    for shape in [(33, 7), (5, 100), (1000,), (2, 3, 4, 5)]:
+        x = torch.randn(shape, requires_grad=True)
+        m(x).sum().backward()
+        with torch.no_grad():
+            act.fast(torch.randn(shape))
+    assert fast_stats().compiles == after_first
+    # a new activation object with the same parameters shares the kernels
+    actlab.get("hardswish").fast(torch.randn(9))
+    assert fast_stats().compiles == after_first
+
+
+def test_fast_call_is_differentiable(eager):
+    act = actlab.get("silu", beta=1.5)
+    x = torch.randn(40, dtype=torch.float64, requires_grad=True)
+    fast_call(act, x).sum().backward()
+    torch.testing.assert_close(x.grad, act.derivative(x.detach()))
+
+
+def test_only_the_input_is_saved(eager):
+    from actlab.bench.memory import saved_bytes_per_element
+
+    x = torch.randn(4096)
+    assert saved_bytes_per_element(actlab.get("mish").module(fast=True), x) == 4.0
+    assert saved_bytes_per_element(actlab.get("swiglu").module(fast=True), x.view(64, 64)) == 4.0

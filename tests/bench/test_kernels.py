@@ -1,0 +1,140 @@
+"""The kernel benchmark and ``actlab bench``: structure and arithmetic, not speed."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import actlab
+from actlab.bench.ffn import bench_ffn
+from actlab.bench.kernels import (
+    KernelRow,
+    bench_activation,
+    markdown_table,
+    parse_dtype,
+    parse_size,
+    targets,
+)
+from actlab.bench.timing import measure, reuse_memory
+from actlab.cli import run
+
+QUICK = {"min_run_time": 0.005, "rounds": 1}
+
+
+@pytest.fixture(autouse=True)
+def eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACTLAB_NO_COMPILE", "1")  # structure only: skip compile time
+
+
+def test_parse_size():
+    assert parse_size("2**24") == parse_size("2^24") == parse_size("16M") == 1 << 24
+    assert parse_size("4096") == parse_size(4096) == parse_size("4k") == 4096
+    for bad in ("lots", "2**", "1", "-5"):
+        with pytest.raises(ValueError, match="size"):
+            parse_size(bad)
+
+
+def test_parse_dtype():
+    assert parse_dtype("bfloat16") is torch.bfloat16
+    with pytest.raises(ValueError, match="accepted: float32"):
+        parse_dtype("int8")
+
+
+def test_measure_keeps_the_best_round():
+    calls = {"n": 0}
+
+    def f():
+        calls["n"] += 1
+
+    t = measure({"f": f}, min_run_time=0.001, rounds=2)
+    assert 0 < t["f"] < 0.01 and calls["n"] > 2
+    with pytest.raises(ValueError):
+        measure({"f": f}, rounds=0)
+
+
+def test_reuse_memory_is_harmless():
+    assert reuse_memory() in (True, False)
+    assert torch.randn(10).clone().shape == (10,)
+
+
+def test_row_ratios_follow_the_definitions():
+    row = bench_activation("silu", size=4096, **QUICK)
+    assert row.native == "F.silu" and not row.gated and row.size == 4096
+    assert row.floor_fwd == 1.0 and row.floor_fb == 2.5
+    assert math.isclose(row.fwd_ratio, row.fwd_fast / row.t_clone)
+    assert math.isclose(row.fb_ratio, row.fb_fast / (2.5 * row.t_clone))
+    assert math.isclose(row.fast_vs_native, row.fwd_fast / row.fwd_native)
+    assert row.saved_fast == 4.0 and row.saved_composite > 4.0
+    d = row.as_dict()
+    assert d["fb_ratio"] == row.fb_ratio and d["name"] == "silu"
+
+
+def test_gated_row_and_activation_without_native():
+    row = bench_activation("swiglu", size=8192, backward=False, eager=False, **QUICK)
+    assert row.gated and row.floor_fb == 2.0 and row.native is None
+    assert math.isnan(row.fwd_native) and math.isnan(row.fb_fast)
+    assert row.saved_fast == 4.0 and row.saved_composite == 8.0
+    with pytest.raises(ValueError, match="even"):
+        bench_activation("glu", size=4097, **QUICK)
+
+
+def test_targets_and_markdown():
+    def row(name, fwd, fb, native):
+        return KernelRow(name, "F.x", 10, "float32", "cpu", False, True, 1.0, fwd, native,
+                         2.0, 3.0, fb, 2.5 * native, 5.0, 6.0, 4.0, 8.0, 0.1)
+
+    rows = [row("good", 1.1, 2.5, 1.2), row("slow", 2.0, 5.0, 1.0)]
+    s = targets(rows)
+    assert s.fwd_within == ["good"] and s.fwd_over == ["slow"]
+    assert s.fb_within == ["good"] and s.fb_over == ["slow"]
+    assert s.slower_than_native == ["slow"]
+    text = markdown_table(rows)
+    assert text.count("\n") == 3 and "| good | F.x | 1.10 |" in text
+
+
+def test_ffn_rows():
+    rows = bench_ffn(["relu", "swiglu"], d_model=16, d_ff=24, batch=2, seq=4, **QUICK)
+    assert [r.name for r in rows] == ["relu", "swiglu"]
+    assert rows[1].hidden == 16 and math.isnan(rows[1].fwd_native)
+    assert rows[0].fwd_speedup > 0 and rows[0].fb_speedup > 0
+
+
+def test_cli_bench_prints_the_table(capsys, tmp_path):
+    out = tmp_path / "rows.json"
+    code = run(["bench", "relu", "glu", "-f", "x * sigmoid(x)", "--size", "2**12", "--quick",
+                "--json", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "relu" in text and "glu" in text and "fwd/clone" in text and "total" in text
+    rows = json.loads(out.read_text())["kernels"]
+    assert [r["name"] for r in rows] == ["relu", "glu", "formula:x * sigmoid(x)"]
+
+
+def test_cli_bench_markdown_without_backward(capsys):
+    assert run(["bench", "tanh", "--size", "1024", "--quick", "--no-backward", "--markdown"]) == 0
+    assert "| tanh (eager) | torch.tanh |" in capsys.readouterr().out  # compile is off here
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["bench", "relu", "--size", "huge"], "size 'huge'"),
+        (["bench", "relu", "--dtype", "int8"], "unknown dtype"),
+        (["bench", "nosuchact", "--size", "1024"], "unknown activation"),
+        (["bench", "relu", "--size", "1024", "--rounds", "0"], "--rounds"),
+        (["bench", "relu", "--size", "1024", "--threads", "0"], "--threads"),
+    ],
+)
+def test_cli_bench_bad_arguments(args, message, capsys):
+    assert run(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_article_gelu_as_formula_is_benchmarked():
+    act = actlab.formula("0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3)))",
+                         name="article_gelu")
+    row = bench_activation(act, size=2048, **QUICK)
+    assert row.name.startswith("formula:") and row.saved_fast == 4.0
