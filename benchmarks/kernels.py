@@ -41,6 +41,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--min-time", type=float, default=0.2)
     p.add_argument("--reuse-memory", action="store_true")
+    p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                   help="cpu: process CPU time (one thread on a busy machine)")
     p.add_argument("--no-ffn", action="store_true")
     p.add_argument("--json", default=None, help="also write every row to this file")
     a = p.parse_args()
@@ -52,7 +54,8 @@ def main() -> None:
     if not a.names:
         acts.append(actlab.formula(ARTICLE_GELU, name="article_gelu"))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {a.device}, "
-          f"{rounds} round(s) x {min_time} s, memory reuse {'on' if reused else 'off'}")
+          f"{rounds} round(s) x {min_time} s, {a.clock} clock, "
+          f"memory reuse {'on' if reused else 'off'}")
     out: dict = {"kernels": [], "ffn": []}
     for size_text in a.sizes:
         size = parse_size(size_text)
@@ -60,7 +63,7 @@ def main() -> None:
         rows = []
         for act in acts:
             rows.append(bench_activation(act, size=size, device=a.device,
-                                         min_run_time=min_time, rounds=rounds))
+                                         min_run_time=min_time, rounds=rounds, clock=a.clock))
             print(f"  {rows[-1].name}: {rows[-1].seconds:.1f} s", flush=True)
         total = time.perf_counter() - start
         t_clone = min(r.t_clone for r in rows)
@@ -76,7 +79,7 @@ def main() -> None:
               f"{', '.join(s.slower_than_native) or 'none'}")
         out["kernels"] += [r.as_dict() for r in rows]
     if not a.no_ffn:
-        ffn = bench_ffn(device=a.device, min_run_time=min_time, rounds=rounds)
+        ffn = bench_ffn(device=a.device, min_run_time=min_time, rounds=rounds, clock=a.clock)
         print("\n### FFN block 512 -> 2048 -> 512 (gated: 2 x 1365), batch 8 x 128, ms\n")
         print("| activation | fwd fused | fwd composite | fwd native | speed-up | "
               "f+b fused | f+b composite | f+b native | speed-up |")

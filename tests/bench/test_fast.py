@@ -20,7 +20,7 @@ from actlab.catalog import fast
 from actlab.catalog.fast import FastActivationModule, fast_call, fast_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "catalog"))
-from catalog_cases import assert_accurate, cases, gated_input, get, points  # noqa: E402
+from catalog_cases import assert_accurate, cases, gated_input, get, points
 
 
 class FastView:
@@ -178,7 +178,7 @@ def test_env_var_disables_compilation(eager):
 
 
 def test_compilation_is_cached_across_calls_and_shapes():
-    act = actlab.get("hardswish")
+    act = actlab.get("squared_relu")
     m = act.module(fast=True)
     x = torch.randn(33, 7, requires_grad=True)
     m(x).sum().backward()  # compiles forward and backward
@@ -190,7 +190,7 @@ def test_compilation_is_cached_across_calls_and_shapes():
             act.fast(torch.randn(shape))
     assert fast_stats().compiles == after_first
     # a new activation object with the same parameters shares the kernels
-    actlab.get("hardswish").fast(torch.randn(9))
+    actlab.get("squared_relu").fast(torch.randn(9))
     assert fast_stats().compiles == after_first
 
 
@@ -207,3 +207,23 @@ def test_only_the_input_is_saved(eager):
     x = torch.randn(4096)
     assert saved_bytes_per_element(actlab.get("mish").module(fast=True), x) == 4.0
     assert saved_bytes_per_element(actlab.get("swiglu").module(fast=True), x.view(64, 64)) == 4.0
+
+
+@pytest.mark.parametrize("name, params", [("relu", {}), ("leaky_relu", {"alpha": 0.2}),
+                                          ("hardswish", {}), ("threshold", {"threshold": 0.5}),
+                                          ("softshrink", {"lambd": 1.0})])
+def test_piecewise_linear_use_atens_exact_kernels(name, params):
+    act = actlab.get(name, **params)
+    kinks = [float(k) for k in act.spec.kinks(**act.params)]
+    x = torch.tensor([-4.0, -3.0, -1.0, 0.0, 0.5, 1.0, 3.0, 4.0, *kinks], requires_grad=True)
+    m = act.module(fast=True)
+    assert m.path(x) == "aten"
+    y = m(x)
+    y.backward(torch.ones_like(y))
+    assert torch.equal(y, act(x.detach()))
+    assert torch.equal(x.grad, act.derivative(x.detach()))  # same values at the kinks
+
+
+def test_learned_prelu_is_compiled_not_aten():
+    assert actlab.get("prelu").module(fast=True).path(torch.randn(4)) != "aten"
+    assert actlab.get("prelu", learn=[]).module(fast=True).path(torch.randn(4)) == "aten"

@@ -83,7 +83,7 @@ def test_gated_row_and_activation_without_native():
 
 def test_targets_and_markdown():
     def row(name, fwd, fb, native):
-        return KernelRow(name, "F.x", 10, "float32", "cpu", False, True, 1.0, fwd, native,
+        return KernelRow(name, "F.x", 10, "float32", "cpu", False, "compiled", 1.0, fwd, native,
                          2.0, 3.0, fb, 2.5 * native, 5.0, 6.0, 4.0, 8.0, 0.1)
 
     rows = [row("good", 1.1, 2.5, 1.2), row("slow", 2.0, 5.0, 1.0)]
@@ -92,7 +92,7 @@ def test_targets_and_markdown():
     assert s.fb_within == ["good"] and s.fb_over == ["slow"]
     assert s.slower_than_native == ["slow"]
     text = markdown_table(rows)
-    assert text.count("\n") == 3 and "| good | F.x | 1.10 |" in text
+    assert text.count("\n") == 3 and "| good | F.x | compiled | 1.10 |" in text
 
 
 def test_ffn_rows():
@@ -115,7 +115,7 @@ def test_cli_bench_prints_the_table(capsys, tmp_path):
 
 def test_cli_bench_markdown_without_backward(capsys):
     assert run(["bench", "tanh", "--size", "1024", "--quick", "--no-backward", "--markdown"]) == 0
-    assert "| tanh (eager) | torch.tanh |" in capsys.readouterr().out  # compile is off here
+    assert "| tanh | torch.tanh | eager |" in capsys.readouterr().out  # compile is off here
 
 
 @pytest.mark.parametrize(

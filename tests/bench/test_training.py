@@ -16,7 +16,7 @@ from actlab.bench.training import (
 def test_mnist_shaped_data():
     ds = mnist_shaped(n_train=64, n_test=8, seed=1)
     assert ds.x_train.shape == (64, 1, 28, 28) and ds.y_test.shape == (8,)
-    assert 0.0 <= float(ds.x_train.min()) and float(ds.x_train.max()) <= 1.0
+    assert float(ds.x_train.min()) >= 0.0 and float(ds.x_train.max()) <= 1.0
     # pixels are k / 255
     k = ds.x_train * 255
     assert torch.allclose(k, k.round(), atol=1e-4)
@@ -43,6 +43,8 @@ def test_bench_training_reports_both_loops():
     r = bench_training(epochs=2, n_train=512, batch_size=64)
     assert len(r.article_epochs) == 2 and len(r.actlab_epochs) == 2
     assert r.article_epoch_s > 0 and r.actlab_epoch_s > 0 and r.loader_epoch_s > 0
+    assert r.model_epoch_s > 0
+    assert r.max_speedup == pytest.approx(r.article_epoch_s / r.model_epoch_s)
     assert r.speedup == pytest.approx(r.article_epoch_s / r.actlab_epoch_s)
     assert r.as_dict()["n_train"] == 512
     with pytest.raises(ValueError, match="epochs"):

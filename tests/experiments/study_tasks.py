@@ -103,6 +103,6 @@ def _task(name: str, run, metric: str, hib: bool, defaults: dict, quick: dict | 
 
 _task("tiny_fit", fit_run, "accuracy", True, {"steps": 40, "lr": 0.05}, {"steps": 5})
 _task("tiny_env", env_run, "threads", True, {})
-_task("tiny_slow", slow_run, "score", True, {"sleep": 0.2, "log": ""})
+_task("tiny_slow", slow_run, "score", True, {"sleep": 0.2, "log": "", "data_dir": None})
 _task("tiny_diverge", diverge_run, "loss", False, {"lr": 0.1})
 _task("tiny_fail", fail_run, "score", True, {"unless": ""})

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
+import socket
 import sqlite3
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
-import study_tasks  # noqa: F401  (tests/experiments/study_tasks.py registers the tiny tasks)
 
 from actlab.cli import run
 from actlab.experiments.store import ResultsStore
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # worker processes and Ray import the tiny tasks by name
+    sys.path.insert(0, str(HERE))
+study_tasks = importlib.import_module("study_tasks")  # registers tiny_fit, tiny_slow, ...
 
 
 def _error(capsys, argv: list[str]) -> str:
@@ -76,10 +84,21 @@ def test_study_then_results(capsys, tmp_path):
     assert all(r["statement"] for r in records)
 
 
+def test_unreachable_ray_address(capsys, tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed")
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    err = _error(capsys, ["study", "-t", "tiny_fit", "-a", "relu", "--seeds", "1", "--executor",
+                          "ray", "--address", f"127.0.0.1:{port}", "--db", str(tmp_path / "r.db")])
+    assert f"could not reach Ray at 127.0.0.1:{port}" in err
+
+
 def test_list_tasks(capsys):
     assert run(["study", "--list-tasks"]) == 0
     out = capsys.readouterr().out
-    assert "tiny_fit" in out and "accuracy (higher better)" in out and "steps=40" in out
+    assert "tiny_fit: test task tiny_fit" in out and "metric: accuracy (higher is better)" in out
+    assert "defaults: steps=40, lr=0.05" in out and "--quick: steps=5" in out
 
 
 def test_results_bad_arguments(capsys, tmp_path):
@@ -113,3 +132,18 @@ def test_real_quick_study_end_to_end(capsys, tmp_path):
     assert set(table.setting) == {"xor", "mlp/digits"} and (table.n == 2).all()
     digits = table[table.setting == "mlp/digits"]
     assert (digits["mean"] > 0.5).all()  # 10 classes: far above chance even when quick
+
+
+@pytest.mark.slow
+def test_default_study_quick_with_report(capsys, tmp_path):
+    """The default study (every default task and activation, 3 seeds), quick, with --report."""
+    pytest.importorskip("actlab.experiments.tasks", reason="the tasks module is not written yet")
+    db, html = tmp_path / "default.sqlite", tmp_path / "report.html"
+    assert run(["study", "--quick", "--db", str(db), "--report", str(html), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "= 120 runs" in out and "120 runs: 120 ok, 0 diverged, 0 failed" in out, out
+    assert f"wrote {html}" in out and html.read_text().lstrip().lower().startswith("<!doctype html")
+    assert run(["results", "--db", str(db), "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert set(table.setting) == {"xor", "mlp/digits", "mlp/mnist1d", "ffn_timing", "gradflow"}
+    assert (table.n == 3).all() and len(table) == 40

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
+import sys
+from pathlib import Path
 
 import pytest
-import study_tasks  # noqa: F401  (tests/experiments/study_tasks.py registers the tiny tasks)
 
 from actlab.experiments.base import TASKS, RunSpec
 from actlab.experiments.executors import (
@@ -18,6 +20,11 @@ from actlab.experiments.executors import (
     execute,
     make_executor,
 )
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # worker processes and Ray import the tiny tasks by name
+    sys.path.insert(0, str(HERE))
+study_tasks = importlib.import_module("study_tasks")  # registers tiny_fit, tiny_slow, ...
 
 
 def _jobs(task: str, acts=("relu", "tanh"), seeds=(0, 1), **config):
@@ -54,6 +61,21 @@ def test_workers_match_in_process_and_use_one_thread():
     assert not multiprocessing.active_children()
 
 
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, or a pid that is gone, does not)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if Path("/proc").is_dir():
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_closing_the_iterator_stops_the_workers(tmp_path):
     log = tmp_path / "log.txt"
     jobs = _jobs("tiny_slow", acts=("relu",), seeds=range(8), sleep=1.0, log=str(log))
@@ -61,9 +83,10 @@ def test_closing_the_iterator_stops_the_workers(tmp_path):
     first = next(it)
     assert first.result.status == "ok"
     it.close()  # what Ctrl-C in the study does: queued runs never start
-    assert not multiprocessing.active_children()
     started = log.read_text().splitlines()
     assert len(started) < len(jobs)
+    pids = {int(line.split("\t")[1]) for line in started}
+    assert os.getpid() not in pids and not any(_alive(pid) for pid in pids)
 
 
 def test_bad_arguments():

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import sys
+from pathlib import Path
 
 import pytest
-import study_tasks  # noqa: F401  (tests/experiments/study_tasks.py registers the tiny tasks)
 
 from actlab.experiments.base import TASKS, RunSpec
 from actlab.experiments.executors import Job, LocalExecutor, RayExecutor
 from actlab.experiments.store import ResultsStore, load_results
 from actlab.experiments.study import Study, run_study
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # worker processes and Ray import the tiny tasks by name
+    sys.path.insert(0, str(HERE))
+study_tasks = importlib.import_module("study_tasks")  # registers tiny_fit, tiny_slow, ...
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'actlab[ray]')")
 

@@ -122,7 +122,7 @@ def test_ctrl_c_stops_cleanly(tmp_path):
         assert time.monotonic() < deadline, "the study did not finish 2 runs in 120 s"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal signals the whole group
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err, err
     assert "interrupted: 30 runs:" in err and "re-run the same command to resume" in err

@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from actlab.experiments.stats import describe, holm, paired_compare, statements, summarize
+from actlab.experiments.stats import (
+    describe,
+    format_mean_std,
+    format_value,
+    holm,
+    paired_compare,
+    statements,
+    summarize,
+)
 
 
 def test_describe_hand_example():
@@ -158,3 +166,17 @@ def test_summarize_tasks_with_and_without_dataset():
     assert set(table.setting) == {"xor", "mlp/digits"}
     xor = table[table.setting == "xor"]
     assert xor.dataset.isna().all() and xor["mean"].tolist() == [1.0, 0.875]
+
+
+def test_ties_and_number_formats():
+    table = summarize(_frame({"relu": [1.0, 1.0, 1.0], "tanh": [1.0, 1.0, 1.0]}))
+    assert "all 2 activations tie on mlp/digits" in table.statement[0]
+    assert "no winner" in table.statement[0]
+    assert format_value(0.97853) == "0.9785" and format_value(563.14) == "563.1"
+    assert format_value(1388.4) == "1388" and format_value(2.5e-6) == "2.500e-06"
+    assert format_value(math.nan) == "-"
+    assert format_mean_std(563.14, 47.02) == "563.1 ± 47.0"
+    assert format_mean_std(0.97853, 0.00131) == "0.9785 ± 0.0013"
+    assert format_mean_std(0.5, 0.0) == "0.5000 ± 0.0000"
+    assert format_mean_std(0.9, 0.00001) == "0.900000 ± 0.000010"
+    assert format_mean_std(0.9, math.nan) == "0.9000"

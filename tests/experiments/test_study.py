@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+
 import pytest
-import study_tasks  # noqa: F401  (tests/experiments/study_tasks.py registers the tiny tasks)
 from rich.console import Console
 
 from actlab.experiments.store import ResultsStore, load_results
 from actlab.experiments.study import Study, parse_task_id, run_study
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # worker processes and Ray import the tiny tasks by name
+    sys.path.insert(0, str(HERE))
+study_tasks = importlib.import_module("study_tasks")  # registers tiny_fit, tiny_slow, ...
 
 QUIET = Console(quiet=True)
 
@@ -30,6 +38,13 @@ def test_grid_expansion_and_keys():
     assert quick.config["steps"] == 5
     formula = Study(["tiny_fit"], ["formula:x*tanh(x)"], seeds=1).specs()[0][1]
     assert formula.activation == "formula:x*tanh(x)"
+
+
+def test_data_dir_reaches_tasks_that_take_it(tmp_path):
+    runs = Study(["tiny_slow", "tiny_fit"], ["relu"], seeds=1, data_dir=tmp_path / ".").specs()
+    configs = {task.name: spec.config for task, spec in runs}
+    assert configs["tiny_slow"]["data_dir"] == str(tmp_path.resolve())
+    assert "data_dir" not in configs["tiny_fit"]
 
 
 def test_bad_studies():

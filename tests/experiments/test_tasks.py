@@ -199,9 +199,13 @@ def test_parse_task_id():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("task", "low", "high"), [("mlp", 0.63, 0.70), ("cnn", 0.92, 0.96)])
+@pytest.mark.parametrize(("task", "low", "high"), [("mlp", 0.64, 0.70), ("cnn", 0.92, 0.96)])
 def test_mnist1d_paper_recipe(task, low, high):
-    """The MNIST-1D paper (Table 1): MLP 68 +- 2 %, CNN 94 +- 2 % (ReLU, mean of 3 seeds)."""
+    """The MNIST-1D paper (Table 1): MLP 68 +- 2 %, CNN 94 +- 2 % (ReLU, mean of 3 seeds).
+
+    Measured on the generated default split: MLP 65.8 +- 0.6 % (8 seeds), CNN 93.3 +- 0.8 %
+    (4 seeds); the MLP sits 2 points under the paper's mean, hence its lower bound 0.64.
+    """
     name, cfg = parse_task_id(f"{task}/mnist1d/paper")
     accs = [
         TASKS[name].run(RunSpec(name, "relu", seed, {**TASKS[name].defaults, **cfg}), CPU)

@@ -127,3 +127,12 @@ def test_cli_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "gelu" in out and "mlp/digits" in out and "clear" in out
     assert "40% dead units" in out
+
+
+def test_audit_warns_about_an_unstable_formula(tmp_path: Path) -> None:
+    naive = "formula:1/(1+exp(-x))"  # overflows for very negative x: NaN in the derivative
+    db = tmp_path / "s.sqlite"
+    _write(db, "mlp", {"sigmoid": [0.80, 0.81, 0.79], naive: [0.80, 0.80, 0.81]})
+    r = recommend_from_study(db, audit=True)
+    unstable = [w for w in r.warnings if "stability audit" in w]
+    assert len(unstable) == 1 and "1/(1+exp(-x))" in unstable[0]

@@ -98,6 +98,7 @@ def bench_ffn(
     device: str | torch.device = "cpu",
     min_run_time: float = 0.2,
     rounds: int = 3,
+    clock: str = "wall",
     seed: int = 0,
 ) -> list[FFNRow]:
     """Time the FFN block with each activation (see the module docstring)."""
@@ -125,7 +126,7 @@ def bench_ffn(
             block = FFNBlock(d_model, hidden, module, act.gated).to(dev)
             fns[f"fwd_{key}"] = _forward(block, x)
             fns[f"fb_{key}"] = _forward_backward(block, x, grad)
-        t = measure(fns, min_run_time=min_run_time, rounds=rounds)
+        t = measure(fns, min_run_time=min_run_time, rounds=rounds, clock=clock)
         nan = float("nan")
         rows.append(FFNRow(
             name=act.name, hidden=hidden,

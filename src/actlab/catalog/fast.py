@@ -15,9 +15,11 @@ gradients are reduced inside the backward kernel (``torch.func.vjp``). Activatio
 without an analytic derivative (formulas, callables) use ``torch.func.vjp`` of their
 forward inside the compiled backward.
 
-A few built-ins have a cheaper, equally stable formulation used only here (e.g. mish
-with one ``exp`` instead of ``exp``, ``log1p`` and ``tanh``); the tests hold them to the
-same tolerances as the catalog's forms.
+A few built-ins have a cheaper, equally stable float32 formulation used only here (e.g.
+mish with one ``exp`` instead of ``exp``, ``log1p`` and ``tanh``); the tests hold them to
+the catalog's tolerances. Piecewise-linear built-ins with an exact native kernel (relu,
+leaky_relu, hardtanh, ...) call ATen's single-pass forward and backward loops instead of
+compiling (:data:`actlab.catalog.fast_forms.NATIVE_KERNELS`).
 
 Compiled kernels are cached per (spec, parameter values, learned parameters, dtype,
 device); tensors are flattened so that one dynamic-shape kernel serves every shape.
@@ -49,7 +51,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from actlab.catalog.activation import Activation, ActivationModule, _as_tensor
-from actlab.catalog.fast_forms import FAST_FORMS
+from actlab.catalog.fast_forms import FAST_FORMS, NATIVE_FORWARD, NATIVE_KERNELS
 
 log = logging.getLogger(__name__)
 
@@ -178,19 +180,66 @@ def _functions(
     return fwd, bwd
 
 
+def _native_functions(
+    act: Activation,
+) -> tuple[Callable[..., Tensor], Callable[..., tuple[Tensor, ...]]] | None:
+    """ATen's exact single-pass kernels, for the piecewise-linear built-ins that have them."""
+    kernels = NATIVE_KERNELS.get(act.spec.name) if act.spec.builtin else None
+    if kernels is None:
+        return None
+    forward, backward = kernels
+    params = act.params
+
+    def fwd(x: Tensor) -> Tensor:
+        return forward(x, **params)
+
+    def bwd(x: Tensor, g: Tensor) -> tuple[Tensor]:
+        return (backward(x, g, **params),)
+
+    return fwd, bwd
+
+
 class _Kernels:
-    """Compiled forward and backward of one activation, for one dtype and device."""
+    """Compiled forward and backward of one activation, for one dtype and device.
+
+    ``path`` says how they run: ``"compiled"``; ``"aten"`` (ATen's own single-pass
+    kernels, for piecewise-linear built-ins without learned parameters);
+    ``"aten+compiled"`` (ATen's forward where it is as accurate and faster, compiled
+    backward); or ``"eager"`` (the functions uncompiled, after a fall-back or with
+    ``ACTLAB_NO_COMPILE``).
+    """
 
     def __init__(self, act: Activation, learned: tuple[str, ...], tag: str) -> None:
         self.act = act
         self.learned = learned
-        self.fwd, self.bwd = _functions(act, learned)
+        native = None if learned else _native_functions(act)
+        self.fwd, self.bwd = native or _functions(act, learned)
+        # which directions run ATen's own kernels (never compiled)
+        self.aten: set[str] = {"fwd", "bwd"} if native else set()
+        if not native and not learned and act.spec.builtin:
+            factory = NATIVE_FORWARD.get(act.spec.name)
+            fwd = factory(act.params) if factory is not None else None
+            if fwd is not None:
+                self.fwd = fwd
+                self.aten.add("fwd")
         self.error: str | None = None
         self._compiled: dict[str, Callable[..., Any]] = {}
-        self.compiling = not compile_disabled()
-        if not self.compiling:
+        self.compiling = len(self.aten) < 2 and not compile_disabled()
+        if len(self.aten) < 2 and not self.compiling:
             self.error = f"{NO_COMPILE_ENV} is set"
         self.tag = tag
+
+    @property
+    def native(self) -> bool:
+        return len(self.aten) == 2
+
+    @property
+    def path(self) -> str:
+        if self.native:
+            return "aten"
+        if not self.compiling:
+            return "eager"
+        return "aten+compiled" if self.aten else "compiled"
 
     def _fail(self, exc: BaseException) -> None:
         self.error = f"{type(exc).__name__}: {exc}"
@@ -213,7 +262,7 @@ class _Kernels:
 
     def _run(self, which: str, *args: Tensor) -> Any:
         raw = self.fwd if which == "fwd" else self.bwd
-        if self.compiling and not torch.compiler.is_compiling():
+        if self.compiling and which not in self.aten and not torch.compiler.is_compiling():
             try:
                 fn = self._compiled_fn(which)
                 for t in args[:2]:  # one kernel for every size: sizes are symbolic
@@ -341,9 +390,15 @@ class FastActivationModule(ActivationModule):
         learned = [getattr(self, n) for n in self._learned]
         return _apply(self.act, self._learned, x, learned)
 
+    def path(self, x: Tensor) -> str:
+        """How inputs like ``x`` run: ``"compiled"``, ``"aten"`` (ATen's own single-pass
+        kernels, for piecewise-linear built-ins), ``"aten+compiled"`` (ATen forward,
+        compiled backward) or ``"eager"`` (after a fall-back)."""
+        return _kernels(self.act, self._learned, x).path
+
     def compiled(self, x: Tensor) -> bool:
-        """Whether inputs like ``x`` run compiled (False after a fall-back to eager)."""
-        return _kernels(self.act, self._learned, x).compiling
+        """Whether inputs like ``x`` run through fused kernels (compiled or ATen's)."""
+        return self.path(x) != "eager"
 
     def extra_repr(self) -> str:
         return super().extra_repr() + ", fast"

@@ -38,6 +38,9 @@ def bench(
     min_time: Annotated[float, typer.Option(help="Seconds per candidate and round.")] = 0.2,
     rounds: Annotated[int, typer.Option(help="Interleaved rounds (best one is kept).")] = 3,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: all).")] = None,
+    clock: Annotated[
+        str, typer.Option(help="wall, or cpu (process CPU time: for one thread on a busy machine).")
+    ] = "wall",
     reuse_memory: Annotated[
         bool,
         typer.Option(help="Let glibc reuse freed memory (no page faults on new tensors)."),
@@ -75,6 +78,8 @@ def bench(
 
     n = parse_size(size)
     dt = parse_dtype(dtype)
+    if clock not in ("wall", "cpu"):
+        raise UserError(f"--clock must be wall or cpu, got {clock!r}")
     if rounds < 1 or min_time <= 0:
         raise UserError(f"--rounds must be >= 1 and --min-time > 0, got {rounds} and {min_time}")
     if threads is not None:
@@ -90,13 +95,14 @@ def bench(
     out = _wide()
     out.print(
         f"size {n} ({dt}), device {dev}, {torch.get_num_threads()} threads, "
-        f"{rounds} round(s) x {min_time:g} s, memory reuse {'on' if reused else 'off'}"
+        f"{rounds} round(s) x {min_time:g} s, {clock} clock, "
+        f"memory reuse {'on' if reused else 'off'}"
     )
     start = time.perf_counter()
     rows = []
     for a in acts:
         row = bench_activation(a, size=n, dtype=dt, device=dev, backward=backward, eager=eager,
-                               min_run_time=min_time, rounds=rounds)
+                               min_run_time=min_time, rounds=rounds, clock=clock)
         rows.append(row)
         out.print(f"  {row.name}: {row.seconds:.1f} s", style="dim", markup=False)
     total = time.perf_counter() - start
@@ -105,7 +111,8 @@ def bench(
     else:
         table = Table(title=f"kernels, t_clone = {1e3 * min(r.t_clone for r in rows):.2f} ms")
         for col, _ in COLUMNS:
-            table.add_column(col, justify="left" if col in ("activation", "native op") else "right")
+            left = col in ("activation", "native", "path")
+            table.add_column(col, justify="left" if left else "right")
         for cells in table_rows(rows):
             table.add_row(*cells)
         out.print(table)
@@ -119,7 +126,7 @@ def bench(
     ffn_rows = []
     if ffn:
         ffn_rows = bench_ffn([r for r in acts if not r.spec.source], device=dev,
-                             min_run_time=min_time, rounds=rounds)
+                             min_run_time=min_time, rounds=rounds, clock=clock)
         table = Table(title="FFN block (512 -> 2048 -> 512, batch 8 x 128), ms")
         for col in ("activation", "fwd fused", "fwd composite", "fwd native", "speed-up",
                     "f+b fused", "f+b composite", "f+b native", "speed-up f+b"):

@@ -7,9 +7,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from actlab.cli._app import UserError, app
+from actlab.recommend import Recommendation, StudyRecommendation
 
 console = Console()
 
@@ -96,7 +98,7 @@ def recommend(
     _print_framework(framework(arch, task, dead_fraction=dead_fraction))
 
 
-def _print_framework(r) -> None:
+def _print_framework(r: Recommendation) -> None:
     gate = f", gates [bold]{r.gate}[/bold]" if r.gate else ""
     console.print(
         f"[bold]{r.architecture}[/bold] / [bold]{r.task}[/bold]: hidden layers "
@@ -113,18 +115,20 @@ def _print_framework(r) -> None:
     table.add_column("activation")
     table.add_column("when", overflow="fold")
     for alt in r.alternatives:
-        table.add_row(alt.activation, alt.when)
+        table.add_row(escape(alt.activation), escape(alt.when))
     console.print(table)
 
 
-def _print_study(sr) -> None:
+def _print_study(sr: StudyRecommendation) -> None:
     console.print(f"Recommendation from {sr.db}", style="bold", markup=False)
+    console.print(sr.summary, markup=False)
     table = Table(title="Best activation per task")
     for col in ("task", "best", "metric", "confidence", "time vs relu"):
         table.add_column(col, overflow="fold")
     for t in sr.tasks:
         cost = f"{t.time_ratio:.2f}x" if t.time_ratio is not None else "-"
-        table.add_row(t.setting, t.best or "-", t.metric_text, t.confidence_text, cost)
+        cells = (t.setting, t.best or "-", t.metric_text, t.confidence_text, cost)
+        table.add_row(*(escape(c) for c in cells))
     console.print(table)
     if sr.cost:
         console.print("\n[bold]Cost[/bold]")
@@ -133,4 +137,3 @@ def _print_study(sr) -> None:
     console.print("\n[bold]Warnings[/bold]" if sr.warnings else "\nNo warnings.")
     for line in sr.warnings:
         console.print(f"  - {line}", markup=False)
-    console.print(f"\n{sr.summary}", markup=False)

@@ -171,17 +171,18 @@ def study(
 def _list_tasks() -> None:
     from actlab.experiments.study import load_tasks
 
-    t = Table(title="actlab tasks", box=box.SIMPLE_HEAD)
-    for col in ("task", "metric", "description", "defaults", "--quick"):
-        t.add_column(col, overflow="fold")
     for name, task in sorted(load_tasks().items()):
-        arrow = "(higher better)" if task.higher_is_better else "(lower better)"
-        t.add_row(
-            name, f"{task.metric} {arrow}", task.description,
-            ", ".join(f"{k}={v}" for k, v in task.defaults.items()),
-            ", ".join(f"{k}={v}" for k, v in task.quick.items()),
-        )
-    console.print(t)
+        arrow = "higher is better" if task.higher_is_better else "lower is better"
+        console.print(f"{name}: {task.description}")
+        console.print(f"    metric: {task.metric} ({arrow})")
+        console.print("    defaults: " + ", ".join(f"{k}={v}" for k, v in task.defaults.items()))
+        if task.quick:
+            console.print("    --quick: " + ", ".join(f"{k}={v}" for k, v in task.quick.items()))
+    try:
+        from actlab.experiments.tasks import task_ids
+    except ImportError:
+        return
+    console.print("task ids: " + ", ".join(task_ids()))
 
 
 def _write_report(db: Path, out: Path) -> None:
@@ -196,6 +197,8 @@ def _write_report(db: Path, out: Path) -> None:
 
 def _table(setting: str, g: Any) -> Table:
     """One setting's ranking as a compact rich table."""
+    from actlab.experiments.stats import format_mean_std, format_value
+
     metric = g["metric"].iloc[0] or "value"
     arrow = "higher is better" if g["higher_is_better"].iloc[0] else "lower is better"
     wilcoxon = bool(g["p_wilcoxon"].notna().any())
@@ -208,25 +211,15 @@ def _table(setting: str, g: Any) -> Table:
     for col in cols:
         t.add_column(col, justify="left" if col == "activation" else "right", no_wrap=True)
     for _, r in g.iterrows():
-        mean = _cell(r["mean"])
-        if math.isfinite(r["std"]):
-            mean += f" ± {_cell(r['std'], 2)}"
+        mean = format_mean_std(r["mean"], r["std"])
         ci = "-" if not math.isfinite(r["ci_low"]) else (
-            f"{_cell(r['ci_low'], 3)}..{_cell(r['ci_high'], 3)}"
+            f"{format_value(r['ci_low'], 3)}..{format_value(r['ci_high'], 3)}"
         )
         row = [str(r["rank"]), r["activation"], mean, ci, str(r["n"]), str(r["n_diverged"]),
                str(r["n_failed"]), _p(r["p_value"]), _p(r["p_holm"])]
-        row += [_p(r["p_wilcoxon"])] * wilcoxon + [_cell(r["effect_size"], 3)]
+        row += [_p(r["p_wilcoxon"])] * wilcoxon + [format_value(r["effect_size"], 3)]
         t.add_row(*row)
     return t
-
-
-def _cell(x: Any, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.{digits}g}"
-    return str(x)
 
 
 def _p(x: Any) -> str:

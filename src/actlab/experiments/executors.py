@@ -19,6 +19,7 @@ import os
 import platform
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -139,6 +141,9 @@ class LocalExecutor:
             raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
         self.workers = workers
 
+    def start(self) -> None:
+        """Nothing to prepare (workers start with :meth:`run`)."""
+
     def describe(self) -> str:
         if self.workers == 0:
             return "in this process"
@@ -177,9 +182,12 @@ class LocalExecutor:
                             "re-run to resume, or use workers=0 to see the error"
                         ) from None
         finally:
-            for fut in pending:
-                fut.cancel()
-            _stop_pool(pool)
+            if pending:  # closed early (Ctrl-C, an error): stop now, lose the runs in flight
+                for fut in pending:
+                    fut.cancel()
+                _stop_pool(pool)
+            else:
+                pool.shutdown(wait=True)
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
@@ -197,6 +205,7 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
         p.join(timeout=5)
         if p.is_alive():
             p.kill()
+            p.join(timeout=5)
 
 
 _ADDRESS = re.compile(r"^(auto|local|(ray://)?[A-Za-z0-9_.\-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5})$")
@@ -210,6 +219,21 @@ def check_address(address: str) -> str:
             "ray://HOST:PORT, or auto"
         )
     return address.strip()
+
+
+def _reachable(address: str, timeout: float = 5.0) -> str | None:
+    """None if a TCP connection to ``HOST:PORT`` (or ``ray://HOST:PORT``) opens, else why not.
+
+    Ray itself retries an unreachable address for minutes; this answers in seconds.
+    """
+    if address in {"auto", "local"}:
+        return None
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
 
 
 def _execute_ray(spec: RunSpec, run: RunFn) -> Outcome:
@@ -242,11 +266,22 @@ class RayExecutor:
         if not isinstance(self.num_cpus, int) or self.num_cpus < 1:
             raise ValueError(f"Ray needs num_cpus >= 1, got {num_cpus!r}")
         self.num_gpus = num_gpus
+        self._ray: Any = None
+        self._owns_ray = False
 
     def describe(self) -> str:
         return f"Ray at {self.address}" if self.address else f"local Ray ({self.num_cpus} CPUs)"
 
-    def _init(self) -> tuple[object, bool]:
+    def start(self) -> None:
+        """Connect to the cluster (or start the local instance); idempotent.
+
+        Raises:
+            ValueError: Ray is not installed, or the address cannot be reached.
+        """
+        if self._ray is None:
+            self._ray, self._owns_ray = self._init()
+
+    def _init(self) -> tuple[Any, bool]:
         try:
             import ray
         except ImportError:
@@ -257,6 +292,11 @@ class RayExecutor:
             return ray, False
         import logging
 
+        if self.address and (why := _reachable(self.address)):
+            raise ValueError(
+                f"could not reach Ray at {self.address} ({why}); start a cluster there with "
+                "`ray start --head`, or leave out --address to use a local Ray instance"
+            )
         try:
             if self.address:
                 ray.init(address=self.address, logging_level=logging.WARNING)
@@ -278,7 +318,8 @@ class RayExecutor:
         jobs = list(jobs)
         if not jobs:
             return
-        ray, started = self._init()
+        self.start()
+        ray, started = self._ray, self._owns_ray
         _ship_by_value(ray, {job.run for job in jobs})
         remote = ray.remote(num_cpus=1, num_gpus=self.num_gpus, max_retries=0)(_execute_ray)
         refs: list = []
@@ -307,6 +348,7 @@ class RayExecutor:
                     ray.cancel(ref, force=True)
             if started:
                 ray.shutdown()
+                self._ray, self._owns_ray = None, False
 
 
 def _ship_by_value(ray: object, fns: Iterable[RunFn]) -> None:

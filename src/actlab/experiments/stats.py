@@ -135,13 +135,36 @@ def holm(pvalues: list[float]) -> list[float]:
     return out
 
 
-def _fmt(x: float) -> str:
-    if not math.isfinite(x):
-        return "nan"
-    a = abs(x)
-    if a != 0 and (a < 1e-3 or a >= 1e5):
-        return f"{x:.3g}"
-    return f"{x:.3f}" if a < 10 else f"{x:.4g}"
+def _decimals(x: float, sig: int) -> int:
+    """Decimals that show ``x`` with ``sig`` significant digits (0 for large numbers)."""
+    if x == 0 or not math.isfinite(x):
+        return sig - 1
+    return max(0, sig - 1 - math.floor(math.log10(abs(x))))
+
+
+def format_value(x: float, sig: int = 4) -> str:
+    """A number for tables and statements: ``sig`` significant digits, no exponent between
+    1e-4 and 1e9 (``0.9785``, ``563.1``, ``1390``); ``-`` when not finite."""
+    if x is None or not math.isfinite(x):
+        return "-"
+    if x != 0 and not 1e-4 <= abs(x) < 1e9:
+        return f"{x:.{sig - 1}e}"
+    return f"{x:.{_decimals(x, sig)}f}"
+
+
+def format_mean_std(mean: float, std: float, sig: int = 4) -> str:
+    """``mean ± std`` with the standard deviation at the mean's precision."""
+    if not math.isfinite(mean):
+        return "-"
+    text = format_value(mean, sig)
+    if std is None or not math.isfinite(std):
+        return text
+    if mean != 0 and 1e-4 <= abs(mean) < 1e9:
+        d = _decimals(mean, sig)
+        if std != 0 and abs(std) < 10 ** -d:  # keep 2 significant digits of a tiny spread
+            d = _decimals(std, 2)
+        return f"{mean:.{d}f} ± {std:.{d}f}"
+    return f"{text} ± {format_value(std, 2)}"
 
 
 def _fmt_p(p: float) -> str:
@@ -265,8 +288,8 @@ def _statement(
         return f"no activation finished a run on {label}: no ranking{tail}."
     b = rows[best]
     head_stats = (
-        f"{_fmt(b['mean'])} ± {_fmt(b['std'])}, n={b['n']}" if b["n"] > 1
-        else f"{_fmt(b['mean'])}, n=1"
+        f"{format_mean_std(b['mean'], b['std'])}, n={b['n']}" if b["n"] > 1
+        else f"{format_value(b['mean'])}, n=1"
     )
     others = [a for a in order[1:] if rows[a]["n"]]
     if not others:
@@ -276,6 +299,12 @@ def _statement(
             f"{best} has the best mean {what} on {label} ({head_stats}), but with fewer than "
             f"2 paired seeds no test is possible: no winner can be declared "
             f"(run more seeds){tail}."
+        )
+    tied = [a for a in others if rows[a]["mean_diff"] == 0 and rows[a]["p_value"] == 1.0]
+    if len(tied) == len(others):
+        return (
+            f"all {len(others) + 1} activations tie on {label} ({what} {head_stats}, identical "
+            f"on every paired seed): no winner{tail}."
         )
     better = [a for a in others if rows[a]["distinguishable"]]
     same = [a for a in others if not rows[a]["distinguishable"]]

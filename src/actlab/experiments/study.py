@@ -242,6 +242,10 @@ def run_study(
     Returns:
         A :class:`StudySummary`. Ctrl-C stops the workers and re-raises
         ``KeyboardInterrupt`` after printing what was saved.
+
+    Worker processes use the ``spawn`` start method: in a script, call this under
+    ``if __name__ == "__main__":``. Tasks defined in a script must live in an importable
+    module (workers import them by name); formula activations travel by their key.
     """
     console = console or Console(stderr=True)
     runs = study.specs()
@@ -257,6 +261,8 @@ def run_study(
         )
         tasks_by_key = {spec.key: task for task, spec in todo}
         jobs = [Job(spec, task.run) for task, spec in todo]
+        if jobs:
+            ex.start()  # connect to Ray before drawing the progress bar (errors come first)
         bar = Progress(
             TextColumn("[bold]study[/bold]"),
             BarColumn(),
@@ -266,7 +272,7 @@ def run_study(
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=console,
-            disable=not progress,
+            disable=not progress or not jobs,
             transient=False,
         )
         outcomes = ex.run(jobs)

@@ -12,6 +12,7 @@ first bad loss.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -212,7 +213,8 @@ def fit_classifier(
                 fractions = monitor.fractions()
                 curves["dead_fraction"].append(float(monitor.overall()) if fractions else 0.0)
                 result.extra["dead_by_layer"] = {str(k): float(v) for k, v in fractions.items()}
-            test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+            with monitor.pause() if monitor is not None else contextlib.nullcontext():
+                test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
             curves["test_loss"].append(test_loss)
             curves["test_accuracy"].append(test_acc)
     finally:

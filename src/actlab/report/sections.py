@@ -139,7 +139,8 @@ def headline(study: StudyData | None, rec: StudyRecommendation | None) -> dict[s
     first = (
         f"Use {rec.overall}." if clear
         else f"Tentatively {rec.overall}: it is not significantly better than the others on "
-        "any task studied."
+        "any task studied, so the decision framework's defaults (ReLU for CNNs and MLPs, GELU "
+        "for transformers) are as good a choice until more seeds separate them."
     )
     return {"lines": [first, rec.summary], "points": items, "warning": warning}
 
@@ -452,20 +453,73 @@ def study_sections(study: StudyData) -> list[B.Section]:
 # ----------------------------------------------------------------------------- cost
 
 
-def _load_bench(bench: Any) -> pd.DataFrame | None:
+KERNEL_COLUMNS = {
+    "name": "activation", "size": "elements", "dtype": "dtype", "path": "fast path",
+    "fwd_ratio": "fwd / clone", "fb_ratio": "fwd+bwd / floor",
+    "fwd_ratio_native": "native fwd / clone", "fb_ratio_native": "native fwd+bwd / floor",
+    "fast_vs_native": "fwd fast / native", "saved_fast": "saved B/elem",
+    "saved_composite": "composite saved B/elem",
+}
+FFN_COLUMNS = {
+    "name": "activation", "hidden": "hidden", "fwd_fast": "fwd fused (s)",
+    "fwd_composite": "fwd composite (s)", "fwd_native": "fwd native (s)",
+    "fwd_speedup": "fwd speed-up", "fb_fast": "f+b fused (s)",
+    "fb_composite": "f+b composite (s)", "fb_native": "f+b native (s)",
+    "fb_speedup": "f+b speed-up",
+}
+
+
+def _pick(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """Known columns renamed for reading, in order; a table without them is kept as is."""
+    known = [c for c in columns if c in df.columns]
+    if len(known) < 2:
+        return df
+    return df[known].rename(columns=columns)
+
+
+def load_bench(bench: Any) -> list[tuple[str, pd.DataFrame]]:
+    """Benchmark tables to show, as ``(caption, frame)``.
+
+    Accepts a DataFrame, a ``.csv`` file, or a ``.json`` file: a list of rows, or the
+    ``{"kernels": [...], "ffn": [...]}`` that ``actlab bench --json`` and
+    ``benchmarks/kernels.py --json`` write.
+    """
     if bench is None:
-        return None
+        return []
+    kernel_caption = (
+        "Element-wise kernels: time of the forward pass over x.clone() (the memory-bandwidth "
+        "floor) and of forward+backward over its floor, for actlab's fast path and for the "
+        "native PyTorch op, and bytes saved for backward per element"
+    )
     if isinstance(bench, pd.DataFrame):
-        return bench
+        return [(kernel_caption, _pick(bench, KERNEL_COLUMNS))]
     path = Path(bench)
     if not path.exists():
         raise FileNotFoundError(f"benchmark table {path} does not exist")
-    if path.suffix.lower() == ".csv":
-        return pd.read_csv(path)
-    if path.suffix.lower() == ".json":
-        data = json.loads(path.read_text())
-        return pd.DataFrame(data["rows"] if isinstance(data, dict) and "rows" in data else data)
-    raise ValueError(f"benchmark table {path}: give a .csv or .json file")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return [(kernel_caption, _pick(pd.read_csv(path), KERNEL_COLUMNS))]
+    if suffix != ".json":
+        raise ValueError(f"benchmark table {path}: give a .csv or .json file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"benchmark table {path} is not valid JSON: {exc}") from None
+    if isinstance(data, list):
+        return [(kernel_caption, _pick(pd.DataFrame(data), KERNEL_COLUMNS))]
+    if not isinstance(data, dict) or not any(k in data for k in ("kernels", "ffn", "rows")):
+        raise ValueError(
+            f"benchmark table {path}: expected a list of rows or an object with 'kernels' "
+            "and/or 'ffn' lists (actlab bench --json)"
+        )
+    out = []
+    for key in ("kernels", "rows"):
+        if data.get(key):
+            out.append((kernel_caption, _pick(pd.DataFrame(data[key]), KERNEL_COLUMNS)))
+    if data.get("ffn"):
+        out.append(("Transformer FFN block with a fused gate against the unfused composite and "
+                    "the native op", _pick(pd.DataFrame(data["ffn"]), FFN_COLUMNS)))
+    return out
 
 
 def _frame_table(df: pd.DataFrame, caption: str) -> B.Block:
@@ -519,12 +573,10 @@ def cost_section(study: StudyData | None, bench: Any) -> B.Section | None:
             blocks.append(B.p(str(rows["statement"].iloc[0])))
             blocks.append(_ranked_table(rows))
             blocks.append(_timing_table(study, rows))
-    table = _load_bench(bench)
-    if table is not None:
+    tables = load_bench(bench)
+    if tables:
         blocks.append(B.heading("Kernel benchmark"))
-        blocks.append(_frame_table(
-            table, "Element-wise kernel timings as given (ratios to x.clone() and to the native op)"
-        ))
+        blocks.extend(_frame_table(frame, caption) for caption, frame in tables)
     if not blocks:
         return None
     return B.Section("cost", "Cost: FFN timing and kernel benchmark", blocks)
