@@ -38,8 +38,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true", help="1 round of 0.05 s per candidate")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--min-time", type=float, default=0.2)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--min-time", type=float, default=0.1)
     p.add_argument("--reuse-memory", action="store_true")
     p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                    help="cpu: process CPU time (one thread on a busy machine)")

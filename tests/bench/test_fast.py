@@ -227,3 +227,21 @@ def test_piecewise_linear_use_atens_exact_kernels(name, params):
 def test_learned_prelu_is_compiled_not_aten():
     assert actlab.get("prelu").module(fast=True).path(torch.randn(4)) != "aten"
     assert actlab.get("prelu", learn=[]).module(fast=True).path(torch.randn(4)) == "aten"
+
+
+def test_kernels_are_generated_for_the_current_thread_count(monkeypatch, forget_kernels):
+    """The thread count is in inductor's options (and so in its on-disk cache key): a
+    kernel made for one thread has no OpenMP loop and must not serve a process with two."""
+    import torch._inductor.compile_fx as cfx
+    import torch._inductor.config as config
+
+    seen = []
+
+    def spy(gm, example_inputs):
+        seen.append(config.cpp.threads)
+        return gm.forward
+
+    monkeypatch.setattr(cfx, "compile_fx", spy)
+    act = actlab.get("gaussian")
+    torch.testing.assert_close(act.fast(torch.linspace(-2, 2, 9)), act(torch.linspace(-2, 2, 9)))
+    assert seen == [torch.get_num_threads()]

@@ -107,7 +107,13 @@ def _inductor(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> Any:
 
     with _LOCK:
         _STATS.compiles += 1
-    with torch._inductor.config.patch(_INDUCTOR_OPTIONS):
+    # The thread count goes into the options, hence into inductor's on-disk cache key:
+    # a kernel generated for one thread has no OpenMP loop, and without this a later
+    # process with more threads would load it from the cache and run it single-threaded.
+    # (Dynamo recompiles when the thread count changes; this gives that compile its own
+    # cache entry.)
+    options = {**_INDUCTOR_OPTIONS, "cpp.threads": torch.get_num_threads()}
+    with torch._inductor.config.patch(options):
         return compile_fx(gm, example_inputs)
 
 

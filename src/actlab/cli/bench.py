@@ -35,8 +35,8 @@ def bench(
         bool, typer.Option(help="Also time the eager module and the composite forward.")
     ] = True,
     quick: Annotated[bool, typer.Option(help="One short round per candidate (noisier).")] = False,
-    min_time: Annotated[float, typer.Option(help="Seconds per candidate and round.")] = 0.2,
-    rounds: Annotated[int, typer.Option(help="Interleaved rounds (best one is kept).")] = 3,
+    min_time: Annotated[float, typer.Option(help="Seconds per candidate and round.")] = 0.1,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds (best one is kept).")] = 5,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: all).")] = None,
     clock: Annotated[
         str, typer.Option(help="wall, or cpu (process CPU time: for one thread on a busy machine).")
