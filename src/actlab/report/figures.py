@@ -13,11 +13,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
 
-from actlab.catalog import Activation, get  # noqa: E402
+from actlab.catalog import Activation, get
 
 
 def save(fig: Figure, out: str | Path | None) -> Figure:
