@@ -35,15 +35,6 @@ from actlab.experiments.data import (
     xor,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread (as in a study worker): tiny ops thrash with several on a busy CI box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 IDX_NAMES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",

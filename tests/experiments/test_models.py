@@ -20,15 +20,6 @@ from actlab.experiments.models import (
     count_params,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread (as in a study worker): tiny ops thrash with several on a busy CI box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 ACTS = ["relu", "swiglu", "formula:x * tanh(softplus(x))", actlab.get("leaky_relu", alpha=0.2)]
 
 

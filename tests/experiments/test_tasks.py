@@ -19,15 +19,6 @@ CPU = torch.device("cpu")
 BUILTIN = ("xor", "mlp", "cnn", "ffn_timing", "depth", "char_lm", "gradflow")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread (as in a study worker): tiny ops thrash with several on a busy CI box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def quick(name: str, activation: str = "relu", seed: int = 0, **overrides) -> RunResult:
     task = TASKS[name]
     spec = RunSpec(name, activation, seed, {**task.defaults, **task.quick, **overrides})

@@ -21,15 +21,6 @@ from actlab.experiments.train import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread (as in a study worker): tiny ops thrash with several on a busy CI box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def small_digits():
     return load_dataset("digits")
