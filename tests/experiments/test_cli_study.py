@@ -141,7 +141,7 @@ def test_default_study_quick_with_report(capsys, tmp_path):
     db, html = tmp_path / "default.sqlite", tmp_path / "report.html"
     assert run(["study", "--quick", "--db", str(db), "--report", str(html), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "= 120 runs" in out and "120 runs: 120 ok, 0 diverged, 0 failed" in out, out
+    assert "= 135 runs" in out and "135 runs: 135 ok, 0 diverged, 0 failed" in out, out
     assert f"wrote {html}" in out and html.read_text().lstrip().lower().startswith("<!doctype html")
     assert run(["results", "--db", str(db), "--format", "csv"]) == 0
     table = pd.read_csv(io.StringIO(capsys.readouterr().out))

@@ -116,8 +116,9 @@ def study(
 ) -> None:
     """Run the grid activations x tasks x seeds; resume by re-running the same command.
 
-    With no arguments: the default study (8 classic activations on xor, mlp/digits,
-    mlp/mnist1d, ffn_timing and gradflow, 3 seeds) into actlab-study.sqlite.
+    With no arguments: the default study (the article's 8 activations and the linear
+    baseline on xor, mlp/digits, mlp/mnist1d, ffn_timing and gradflow, 3 seeds) into
+    actlab-study.sqlite.
     """
     from actlab.experiments.study import DEFAULT_ACTIVATIONS, DEFAULT_TASKS, Study, run_study
 

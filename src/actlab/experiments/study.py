@@ -42,7 +42,10 @@ from actlab.experiments.base import (
 from actlab.experiments.executors import Job, LocalExecutor, RayExecutor, make_executor
 from actlab.experiments.store import ResultsStore
 
-DEFAULT_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", "mish")
+# the article's activations, with its linear baseline (identity) that cannot solve XOR
+DEFAULT_ACTIVATIONS = (
+    "identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", "mish",
+)
 DEFAULT_TASKS = ("xor", "mlp/digits", "mlp/mnist1d", "ffn_timing", "gradflow")
 DEFAULT_SEEDS = 3
 DEFAULT_DB = "actlab-study.sqlite"
