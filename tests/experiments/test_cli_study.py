@@ -146,4 +146,4 @@ def test_default_study_quick_with_report(capsys, tmp_path):
     assert run(["results", "--db", str(db), "--format", "csv"]) == 0
     table = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert set(table.setting) == {"xor", "mlp/digits", "mlp/mnist1d", "ffn_timing", "gradflow"}
-    assert (table.n == 3).all() and len(table) == 40
+    assert (table.n == 3).all() and len(table) == 45
