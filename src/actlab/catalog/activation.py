@@ -40,6 +40,17 @@ def _as_tensor(x: Any) -> tuple[Tensor, bool]:
     return t, was_numpy
 
 
+def finite_float(value: Any) -> float | None:
+    """``float(value)`` if it is a finite number (bools excluded), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _upcast(x: Tensor) -> Tensor:
     """Half-precision inputs are computed in float32 (PyTorch's own 'opmath' rule)."""
     return x.float() if x.dtype in _LOW_PRECISION else x
@@ -73,14 +84,12 @@ class Activation:
             )
         values: dict[str, float] = dict(spec.params)
         for key, value in params.items():
-            try:
-                values[key] = float(value)
-            except (TypeError, ValueError):
-                values[key] = math.nan
-            if isinstance(value, bool) or not math.isfinite(values[key]):
+            number = finite_float(value)
+            if number is None:
                 raise ValueError(
                     f"{spec.name} parameter {key} must be a finite number, got {value!r}"
                 )
+            values[key] = number
             low, high = spec.param_ranges.get(key, (None, None))
             if (low is not None and values[key] < low) or (high is not None and values[key] > high):
                 raise ValueError(

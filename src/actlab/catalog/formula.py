@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from actlab.catalog.activation import Activation
+from actlab.catalog.activation import Activation, finite_float
 from actlab.catalog.spec import ActivationSpec
 
 MAX_LENGTH = 500
@@ -286,14 +286,12 @@ def compile_formula(text: str, params: dict[str, float] | None = None) -> Callab
 def _param_values(text: str, params: dict[str, Any]) -> dict[str, float]:
     values: dict[str, float] = {}
     for key, value in params.items():
-        try:
-            values[key] = float(value)
-        except (TypeError, ValueError):
-            values[key] = math.nan
-        if isinstance(value, bool) or not math.isfinite(values[key]):
+        number = finite_float(value)
+        if number is None:
             raise ValueError(
                 f"formula {_show(str(text))}: parameter {key}={value!r} must be a finite number"
             )
+        values[key] = number
     return values
 
 
