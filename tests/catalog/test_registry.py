@@ -219,3 +219,25 @@ def test_activation_pickles_and_hashes():
         assert back == act and hash(back) == hash(act)
         assert back.key == act.name
     assert repr(actlab.get("elu", alpha=0.5)) == "Activation(elu, alpha=0.5)"
+
+
+def _cubic(x):
+    return x**3
+
+
+def test_user_activations_export_and_import(clean_registry):
+    from actlab.catalog.registry import export_user, import_user
+
+    actlab.register(actlab.from_callable(_cubic, name="cubic_e"))
+    actlab.register(actlab.formula("x * tanh(b * x)", name="xtanh_e", b=2.0))
+    blob = export_user(["cubic_e", "XTANH_E", "relu", "formula:x*x", "nosuch", "cubic_e"])
+    x = torch.linspace(-2, 2, 9, dtype=torch.float64)
+    before = {n: actlab.get(n)(x) for n in ("cubic_e", "xtanh_e")}
+    assert import_user(blob) == []  # both present already: left as they are
+    for n in before:
+        actlab.unregister(n)
+    assert sorted(import_user(blob)) == ["cubic_e", "xtanh_e"]  # what a worker does
+    for n, y in before.items():
+        torch.testing.assert_close(actlab.get(n)(x), y)
+    assert spec_of("xtanh_e").params == {"b": 2.0}
+    assert import_user(export_user(["relu"])) == [] and import_user(b"") == []

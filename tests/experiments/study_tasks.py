@@ -9,13 +9,18 @@ They are module-level functions so that spawned worker processes and Ray can run
   ``config["log"]`` (to count executions across processes);
 - ``tiny_diverge``: gradient descent on ``w**2`` with step size ``config["lr"]``;
   diverges (inf/NaN) when lr > 1 and records the step;
-- ``tiny_fail``: raises ``ValueError``, or fails until a marker file exists.
+- ``tiny_fail``: raises ``ValueError``, or fails until a marker file exists;
+- ``tiny_crash``: kills its own worker process (SIGKILL, or ``os._exit(3)`` with
+  ``how="exit"``) when the seed is in ``config["crash"]``, else returns after a short sleep.
+
+``cube`` is a module-level activation function (workers can unpickle it by reference).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -94,6 +99,19 @@ def fail_run(spec: RunSpec, device: torch.device) -> RunResult:
     raise ValueError(f"deliberate failure for seed {spec.seed}")
 
 
+def crash_run(spec: RunSpec, device: torch.device) -> RunResult:
+    if spec.seed in spec.config.get("crash", ()):
+        if spec.config.get("how") == "exit":
+            os._exit(3)
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(float(spec.config.get("sleep", 0.3)))
+    return RunResult(status=STATUS_OK, metrics={"score": float(spec.seed)})
+
+
+def cube(x: torch.Tensor) -> torch.Tensor:
+    return x * x * x + x
+
+
 def _task(name: str, run, metric: str, hib: bool, defaults: dict, quick: dict | None = None):
     return register_task(
         Task(name=name, run=run, metric=metric, higher_is_better=hib, defaults=defaults,
@@ -106,3 +124,4 @@ _task("tiny_env", env_run, "threads", True, {})
 _task("tiny_slow", slow_run, "score", True, {"sleep": 0.2, "log": "", "data_dir": None})
 _task("tiny_diverge", diverge_run, "loss", False, {"lr": 0.1})
 _task("tiny_fail", fail_run, "score", True, {"unless": ""})
+_task("tiny_crash", crash_run, "score", True, {"crash": [], "how": "kill", "sleep": 0.3})

@@ -89,6 +89,78 @@ def test_closing_the_iterator_stops_the_workers(tmp_path):
     assert os.getpid() not in pids and not any(_alive(pid) for pid in pids)
 
 
+def test_a_worker_that_dies_fails_only_its_own_run():
+    # seeds 0 and 1 are in flight together when seed 1 kills its worker: both are retried
+    # alone, and only seed 1 is recorded as failed; the others finish in a fresh pool
+    jobs = _jobs("tiny_crash", acts=("relu",), seeds=(0, 1, 2, 3), crash=[1])
+    out = {o.spec.seed: o.result for o in LocalExecutor(workers=2).run(jobs)}
+    assert sorted(out) == [0, 1, 2, 3]
+    assert [out[s].status for s in (0, 2, 3)] == ["ok"] * 3
+    assert out[1].status == "failed"
+    assert "worker process died while running it (killed by SIGKILL" in out[1].error
+
+
+def test_a_worker_exit_code_is_reported():
+    jobs = _jobs("tiny_crash", acts=("relu",), seeds=(0, 1), crash=[0], how="exit", sleep=0)
+    out = {o.spec.seed: o.result for o in LocalExecutor(workers=1).run(jobs)}
+    assert out[1].status == "ok"
+    assert out[0].status == "failed" and "(exit code 3)" in out[0].error
+
+
+def test_three_crashes_in_a_row_stop_the_run():
+    jobs = _jobs("tiny_crash", acts=("relu",), seeds=(0, 1, 2, 3, 4), crash=[0, 1, 2, 3, 4])
+    seen = []
+    with pytest.raises(RuntimeError, match="died on 3 runs in a row"):
+        for outcome in LocalExecutor(workers=1).run(jobs):
+            seen.append(outcome.result.status)
+    assert seen == ["failed"] * 3
+
+
+@pytest.mark.usefixtures("clean_registry")
+def test_user_activations_reach_the_workers():
+    import actlab
+
+    actlab.register(actlab.from_callable(study_tasks.cube, name="cube_plus"))
+    actlab.register(actlab.formula("x * sigmoid(b * x)", name="my_swish", b=1.5))
+    jobs = _jobs("tiny_fit", acts=("cube_plus", "my_swish", "relu"), seeds=(0,))
+    here = {o.spec.key: o.result for o in LocalExecutor(workers=0).run(jobs)}
+    there = {o.spec.key: o.result for o in LocalExecutor(workers=2).run(jobs)}
+    assert {r.status for r in there.values()} == {"ok"}, [r.error for r in there.values()]
+    for key, res in here.items():
+        assert res.status == "ok"
+        assert there[key].metrics == pytest.approx(res.metrics, rel=1e-6, abs=1e-7)
+
+
+@pytest.mark.usefixtures("clean_registry")
+def test_a_lambda_activation_cannot_go_to_workers_and_says_so():
+    import actlab
+
+    actlab.register(actlab.from_callable(lambda x: 2 * x, name="double_it"))
+    jobs = _jobs("tiny_fit", acts=("double_it",), seeds=(0,))
+    with pytest.raises(ValueError, match="'double_it' cannot be sent to worker processes"):
+        list(LocalExecutor(workers=2).run(jobs))
+    assert [o.result.status for o in LocalExecutor(workers=0).run(jobs)] == ["ok"]
+
+
+@pytest.mark.usefixtures("clean_registry")
+def test_an_activation_the_workers_cannot_import_fails_its_runs_clearly(monkeypatch):
+    # like a function defined under `if __name__ == "__main__":` in a script: it pickles
+    # here (its module exists in this process) but not in a spawned worker
+    import types
+
+    import actlab
+
+    ghost = types.ModuleType("ghost_module_only_here")
+    exec("def ghost(x):\n    return x * x", ghost.__dict__)
+    monkeypatch.setitem(sys.modules, ghost.__name__, ghost)
+    actlab.register(actlab.from_callable(ghost.ghost, name="ghost_act"))
+    jobs = _jobs("tiny_fit", acts=("ghost_act", "relu"), seeds=(0,))
+    out = {o.spec.activation: o.result for o in LocalExecutor(workers=1).run(jobs)}
+    assert out["relu"].status == "ok"
+    assert out["ghost_act"].status == "failed"
+    assert "could not load the user activations (ModuleNotFoundError" in out["ghost_act"].error
+
+
 def test_bad_arguments():
     assert default_workers() == min(2, os.cpu_count() or 1)
     with pytest.raises(ValueError, match="workers must be an integer >= 0, got -1"):

@@ -106,3 +106,18 @@ def test_recorded_metric_columns(tmp_path):
     assert (df.metric == "accuracy").all() and df.higher_is_better.all()
     assert (df.wall_time > 0).all() and df.torch_version.notna().all()
     assert df.loss.notna().all() and set(df.task_id) == {"tiny_fit"}
+
+
+def test_a_crashing_run_is_recorded_and_the_study_goes_on(tmp_path):
+    db = tmp_path / "c.sqlite"
+    study = Study(tasks=["tiny_crash"], activations=["relu", "tanh"], seeds=3,
+                  overrides={"crash": [2], "sleep": 0.05})
+    s = run_study(study, db, workers=2, console=QUIET)
+    assert (s.total, s.ok, s.failed) == (6, 4, 2)
+    assert all("killed by SIGKILL" in e for e in s.errors.values())
+    assert {k.split("|")[2] for k in s.errors} == {"2"}
+    df = load_results(db)
+    assert sorted(df[df.status == "failed"].seed) == [2, 2]
+    # the failed runs are retried by the next study (and fail again here); nothing else runs
+    again = run_study(study, db, workers=2, console=QUIET)
+    assert (again.skipped, again.failed) == (4, 2)

@@ -7,7 +7,9 @@ caller ever switches on strings (the pattern of timm's ``create_act``).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import pickle
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -136,7 +138,8 @@ def register(activation: Activation | ActivationSpec, overwrite: bool = False) -
     """Add a user activation (from :func:`formula`, :func:`from_callable` or a spec).
 
     After this, ``actlab.get(name)`` finds it, and every stage (analysis, studies,
-    report, worker processes started after registration) can use it by name.
+    report) can use it by name; studies send it to their worker processes
+    (:func:`export_user`).
     """
     spec = activation.spec if isinstance(activation, Activation) else activation
     if not isinstance(spec, ActivationSpec):
@@ -155,6 +158,65 @@ def unregister(name: str) -> None:
     del _SPECS[_key(spec.name)]
     for alias in [a for a, k in _ALIASES.items() if k == _key(spec.name)]:
         del _ALIASES[alias]
+
+
+def export_user(keys: Iterable[str]) -> bytes:
+    """Pickle the user-registered activations among ``keys`` for another process.
+
+    Worker processes start with the built-ins only; :func:`import_user` there registers
+    what this returns. Formula activations travel as their text; others as their spec,
+    so their functions must be importable (defined with ``def`` at module level).
+    Built-in names, ``formula:`` keys and unknown names are skipped.
+
+    Raises:
+        ValueError: an activation cannot be pickled (a lambda or a nested function).
+    """
+    out: dict[str, tuple[str, Any]] = {}
+    for key in keys:
+        if key.startswith("formula:"):
+            continue
+        try:
+            spec = spec_of(key)
+        except KeyError:
+            continue  # the run reports the unknown name itself
+        if spec.builtin or spec.name in out:
+            continue
+        if spec.source is not None:
+            out[spec.name] = ("formula", (spec.source, dict(spec.params), spec.aliases))
+            continue
+        try:
+            pickle.dumps(spec)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            raise ValueError(
+                f"activation {spec.name!r} cannot be sent to worker processes "
+                f"({type(exc).__name__}: {exc}); define its function with `def` at the top "
+                "level of a module (or of the script), register it as a formula, or run "
+                "with workers=0"
+            ) from None
+        out[spec.name] = ("spec", spec)
+    return pickle.dumps(list(out.items()))
+
+
+def import_user(blob: bytes) -> list[str]:
+    """Register the activations exported by :func:`export_user`; return their names.
+
+    A name that is already registered (e.g. by a script re-imported in a ``spawn``
+    worker) is left as it is.
+    """
+    from actlab.catalog.formula import formula
+
+    added = []
+    for name, (kind, payload) in pickle.loads(blob) if blob else []:
+        if _key(name) in _SPECS or _key(name) in _ALIASES:
+            continue
+        if kind == "formula":
+            text, params, aliases = payload
+            spec = dataclasses.replace(formula(text, name=name, **params).spec, aliases=aliases)
+        else:
+            spec = payload
+        _add(spec)
+        added.append(name)
+    return added
 
 
 def _rebuild(key: str, name: str, params: dict[str, float], learn: tuple[str, ...]) -> Activation:

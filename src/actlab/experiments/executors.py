@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -98,10 +99,24 @@ def execute(spec: RunSpec, run: RunFn) -> Outcome:
     return Outcome(spec=spec, result=result, meta=meta)
 
 
-def _init_worker() -> None:
-    """Worker initializer: one torch thread, ignore Ctrl-C (the parent stops workers),
-    and exit when the parent dies (a study killed with SIGKILL leaves no orphans)."""
-    global _PARENT
+def _user_activations(jobs: list[Job]) -> bytes:
+    """The user-registered activations the jobs name, pickled for the workers."""
+    from actlab.catalog.registry import export_user
+
+    return export_user({job.spec.activation for job in jobs})
+
+
+def _init_worker(user: bytes = b"") -> None:
+    """Worker initializer: register the parent's user activations, one torch thread,
+    ignore Ctrl-C (the parent stops workers), and exit when the parent dies (a study
+    killed with SIGKILL leaves no orphans)."""
+    global _PARENT, _IMPORT_ERROR
+    from actlab.catalog.registry import import_user
+
+    try:
+        import_user(user)
+    except Exception as exc:  # reported by the runs that need them (see below)
+        _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _PARENT = os.getppid()
@@ -109,13 +124,33 @@ def _init_worker() -> None:
 
 
 _PARENT: int | None = None
+_IMPORT_ERROR: str | None = None
 
 
 def _execute_in_worker(spec: RunSpec, run: RunFn) -> Outcome:
     """:func:`execute` in a pool worker; never starts a run once the parent is gone."""
     if _PARENT is not None and os.getppid() != _PARENT:
         os._exit(1)
+    if _IMPORT_ERROR is not None and not _known(spec.activation):
+        return _failed(
+            spec,
+            f"the worker could not load the user activations ({_IMPORT_ERROR}); a function "
+            "defined under `if __name__ == '__main__':` in a script is invisible to worker "
+            "processes: define it above that line, register a formula, or use workers=0",
+        )
     return execute(spec, run)
+
+
+def _known(key: str) -> bool:
+    from actlab.catalog.registry import spec_of
+
+    if key.startswith("formula:"):
+        return True
+    try:
+        spec_of(key)
+    except KeyError:
+        return False
+    return True
 
 
 def _exit_with_parent(parent: int, poll: float = 0.5) -> None:
@@ -152,6 +187,12 @@ class LocalExecutor:
     def run(self, jobs: Iterable[Job]) -> Iterator[Outcome]:
         """Execute ``jobs``; yield each :class:`Outcome` as it finishes.
 
+        At most ``workers`` runs are in flight. A worker process that dies (out of memory,
+        a crash in native code) fails the run it was executing and the study goes on in a
+        fresh pool; when several runs were in flight, each is retried alone so that only
+        the one that kills its worker is recorded as failed. Three crashes in a row with
+        no run finishing in between stop the study with :class:`RuntimeError`.
+
         Closing the iterator (or Ctrl-C while waiting) cancels queued jobs and stops
         the workers; runs in flight are lost, yielded ones are not.
         """
@@ -162,32 +203,123 @@ class LocalExecutor:
             for job in jobs:
                 yield execute(job.spec, job.run)
             return
-        ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(
-            max_workers=min(self.workers, len(jobs)), mp_context=ctx, initializer=_init_worker
-        )
-        pending: set[Future[Outcome]] = set()
-        try:
-            pending = {pool.submit(_execute_in_worker, job.spec, job.run) for job in jobs}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    try:
-                        yield fut.result()
-                    except BrokenProcessPool:
-                        raise RuntimeError(
-                            "a worker process died unexpectedly (out of memory, a crash in "
-                            "native code, or a script that starts a study without an "
-                            "`if __name__ == '__main__':` guard?); finished runs are saved: "
-                            "re-run to resume, or use workers=0 to see the error"
-                        ) from None
-        finally:
-            if pending:  # closed early (Ctrl-C, an error): stop now, lose the runs in flight
-                for fut in pending:
-                    fut.cancel()
-                _stop_pool(pool)
-            else:
-                pool.shutdown(wait=True)
+        user = _user_activations(jobs)
+        queue: deque[Job] = deque(jobs)
+        suspects: deque[Job] = deque()  # in flight when a worker died: re-run one at a time
+        crashes_in_a_row = 0
+        while queue or suspects:
+            pool, procs = _start_pool(min(self.workers, len(queue) or 1), user)
+            running: dict[Future[Outcome], Job] = {}
+            lost: list[Job] = []
+            try:
+                while True:
+                    if suspects:
+                        if not running:
+                            job = suspects.popleft()
+                            running[pool.submit(_execute_in_worker, job.spec, job.run)] = job
+                    else:
+                        while queue and len(running) < self.workers:
+                            job = queue.popleft()
+                            running[pool.submit(_execute_in_worker, job.spec, job.run)] = job
+                    procs.extend(p for p in _processes(pool) if p not in procs)
+                    if not running:
+                        break
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        job = running.pop(fut)
+                        try:
+                            outcome = fut.result()
+                        except BrokenProcessPool:
+                            lost.append(job)
+                            continue
+                        crashes_in_a_row = 0
+                        yield outcome
+                    if lost:  # the pool is broken: every run still in flight is lost too
+                        for fut in list(running):
+                            job = running.pop(fut)
+                            try:
+                                outcome = fut.result()
+                            except BrokenProcessPool:
+                                lost.append(job)
+                                continue
+                            yield outcome
+                        break
+            finally:
+                if running:  # closed early (Ctrl-C, an error): stop now, lose the runs in flight
+                    for fut in running:
+                        fut.cancel()
+                    _stop_pool(pool)
+                elif lost:
+                    _stop_pool(pool)
+                else:
+                    pool.shutdown(wait=True)
+            if not lost:
+                continue
+            if len(lost) > 1:  # the culprit is unknown: retry each alone
+                suspects.extend(lost)
+                continue
+            crashes_in_a_row += 1
+            yield _crashed(lost[0], _death(procs))
+            if crashes_in_a_row >= 3:
+                raise RuntimeError(
+                    "worker processes died on 3 runs in a row (out of memory, a crash in "
+                    "native code, or a script that starts a study without an "
+                    "`if __name__ == '__main__':` guard?); finished runs are saved: "
+                    "re-run to resume, or use workers=0 to see the error"
+                )
+
+
+def _start_pool(
+    workers: int, user: bytes
+) -> tuple[ProcessPoolExecutor, list[multiprocessing.process.BaseProcess]]:
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(user,)
+    )
+    return pool, []
+
+
+def _processes(pool: ProcessPoolExecutor) -> list[multiprocessing.process.BaseProcess]:
+    """The pool's worker processes (a private attribute; empty if it ever goes away)."""
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
+def _death(procs: list[multiprocessing.process.BaseProcess]) -> str:
+    """Why a worker died, from the exit codes of a broken pool's processes."""
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.join(timeout=1)
+    # the pool terminates the surviving workers (SIGTERM) after one dies: look past them
+    codes = sorted(
+        (p.exitcode for p in procs if p.exitcode not in (None, 0)),
+        key=lambda c: c == -signal.SIGTERM,
+    )
+    for code in codes:
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                name = signal.Signals(-code).name
+                hint = " (the out-of-memory killer sends it)" if name == "SIGKILL" else ""
+                return f"killed by {name}{hint}"
+            return f"killed by signal {-code}"
+    return f"exit code {codes[0]}" if codes else "cause unknown"
+
+
+def _crashed(job: Job, why: str) -> Outcome:
+    """The outcome of a run whose worker process died while executing it."""
+    return _failed(
+        job.spec,
+        f"the worker process died while running it ({why}); it is retried on the next "
+        "study, or run it with workers=0 to see the error",
+    )
+
+
+def _failed(spec: RunSpec, error: str) -> Outcome:
+    stamp = now_iso()
+    return Outcome(
+        spec=spec,
+        result=RunResult(status=STATUS_FAILED, error=error),
+        meta=RunMeta(started_at=stamp, finished_at=stamp),
+    )
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
@@ -236,7 +368,10 @@ def _reachable(address: str, timeout: float = 5.0) -> str | None:
         return exc.strerror or type(exc).__name__
 
 
-def _execute_ray(spec: RunSpec, run: RunFn) -> Outcome:
+def _execute_ray(spec: RunSpec, run: RunFn, user: bytes = b"") -> Outcome:
+    from actlab.catalog.registry import import_user
+
+    import_user(user)
     torch.set_num_threads(1)
     return execute(spec, run)
 
@@ -321,10 +456,11 @@ class RayExecutor:
         self.start()
         ray, started = self._ray, self._owns_ray
         _ship_by_value(ray, {job.run for job in jobs})
+        user = ray.put(_user_activations(jobs))
         remote = ray.remote(num_cpus=1, num_gpus=self.num_gpus, max_retries=0)(_execute_ray)
         refs: list = []
         try:
-            refs = [remote.remote(job.spec, job.run) for job in jobs]
+            refs = [remote.remote(job.spec, job.run, user) for job in jobs]
             by_ref = dict(zip(refs, jobs, strict=True))
             pending = list(refs)
             while pending:

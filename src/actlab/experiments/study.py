@@ -248,7 +248,8 @@ def run_study(
 
     Worker processes use the ``spawn`` start method: in a script, call this under
     ``if __name__ == "__main__":``. Tasks defined in a script must live in an importable
-    module (workers import them by name); formula activations travel by their key.
+    module (workers import them by name); formula activations travel by their key, and
+    activations registered with :func:`actlab.register` are sent to the workers.
     """
     console = console or Console(stderr=True)
     runs = study.specs()
