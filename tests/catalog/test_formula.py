@@ -272,3 +272,12 @@ def test_the_execution_guard_works():
         __import__("os")
     assert calls == ["eval", "__import__"]
     assert ast.parse("x + 1", mode="eval")  # restored afterwards
+
+
+def test_long_flat_sums_and_products_are_not_too_deep():
+    x = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    torch.testing.assert_close(actlab.formula("+".join(["x"] * 60))(x), 60 * x)
+    torch.testing.assert_close(actlab.formula("x" + "*0.99" * 50)(x), x * 0.99**50)
+    torch.testing.assert_close(actlab.formula("x" + "-x/2" * 40)(x), x - 20 * x)
+    with pytest.raises(ValueError, match="nests deeper than 32 levels"):
+        actlab.formula("tanh(" * 33 + "x" + ")" * 33)

@@ -172,15 +172,17 @@ def test_parse_task_id():
     assert parse_task_id("MLP/Fashion-MNIST") == ("mlp", {"dataset": "fashion_mnist"})
     name, cfg = parse_task_id("mlp/mnist1d/paper")
     assert name == "mlp" and cfg == {"dataset": "mnist1d", "hidden": [100, 100], "lr": 1e-2,
-                                     "batch": 100, "epochs": 150}
+                                     "batch": 100, "epochs": 150, "residual": True}
     assert parse_task_id("cnn/mnist1d/paper")[1]["arch"] == "mnist1d_paper"
+    assert parse_task_id("mlp/mnist1d/logistic")[1] == {**cfg, "hidden": [], "residual": False}
     with pytest.raises(ValueError, match="unknown task 'mpl/digits'; accepted: xor, "):
         parse_task_id("mpl/digits")
     with pytest.raises(ValueError, match="task 'cnn' cannot use dataset 'xor'"):
         parse_task_id("cnn/xor")
     with pytest.raises(ValueError, match="task 'gradflow' takes no dataset"):
         parse_task_id("gradflow/digits")
-    with pytest.raises(ValueError, match="presets: mlp/mnist1d/paper, cnn/mnist1d/paper"):
+    with pytest.raises(ValueError, match="presets: mlp/mnist1d/paper, cnn/mnist1d/paper, "
+                                         "mlp/mnist1d/logistic"):
         parse_task_id("mlp/digits/paper")
     assert "mlp/mnist1d" in task_ids() and "mlp/xor" not in task_ids()
     for tid in task_ids():
@@ -190,14 +192,23 @@ def test_parse_task_id():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("task", "low", "high"), [("mlp", 0.64, 0.70), ("cnn", 0.92, 0.96)])
-def test_mnist1d_paper_recipe(task, low, high):
-    """The MNIST-1D paper (Table 1): MLP 68 +- 2 %, CNN 94 +- 2 % (ReLU, mean of 3 seeds).
+@pytest.mark.parametrize(
+    ("task_id", "low", "high"),
+    [("mlp/mnist1d/logistic", 0.30, 0.34), ("mlp/mnist1d/paper", 0.63, 0.67),
+     ("cnn/mnist1d/paper", 0.92, 0.96)],
+)
+def test_mnist1d_paper_recipe(task_id, low, high):
+    """The MNIST-1D paper's three baselines with its recipe (ReLU, mean of 3 seeds).
 
-    Measured on the generated default split: MLP 65.8 +- 0.6 % (8 seeds), CNN 93.3 +- 0.8 %
-    (4 seeds); the MLP sits 2 points under the paper's mean, hence its lower bound 0.64.
+    Table 1 of the paper: logistic regression 32 %, MLP 68 +- 2 %, CNN 94 +- 2 %. Logistic
+    regression and the CNN are checked against those bands. For the MLP the authors' own
+    notebooks print 64.6 % (twice) and 65.1 % at step 6000 with this exact model and
+    recipe on the same data (``notebooks/quickstart.ipynb``,
+    ``notebooks/mnist1d-classification.ipynb`` of github.com/greydanus/mnist1d), and no
+    published output reaches 66 %: the band here is within 2 points of what their code
+    gives. Measured: see the closing note of issue 5 (8 seeds each).
     """
-    name, cfg = parse_task_id(f"{task}/mnist1d/paper")
+    name, cfg = parse_task_id(task_id)
     accs = [
         TASKS[name].run(RunSpec(name, "relu", seed, {**TASKS[name].defaults, **cfg}), CPU)
         .metrics["test_accuracy"]

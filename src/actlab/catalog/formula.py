@@ -104,6 +104,13 @@ _CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
 Node = Callable[[dict[str, Any]], Any]
 
 
+def _level(op: ast.operator) -> int:
+    """Precedence level of a binary operator (+ - : 0, * / : 1, ** : 2)."""
+    if isinstance(op, ast.Add | ast.Sub):
+        return 0
+    return 1 if isinstance(op, ast.Mult | ast.Div) else 2
+
+
 class _Compiler:
     def __init__(self, text: str, params: dict[str, float]) -> None:
         self.text = text
@@ -157,7 +164,9 @@ class _Compiler:
                 )
             if isinstance(node.op, ast.Pow):
                 self._check_exponent(node.right)
-            left = self.compile(node.left, depth + 1)
+            # a flat chain (x + x + ... + x) is left-nested in the AST: not deeper nesting
+            chain = isinstance(node.left, ast.BinOp) and _level(node.left.op) == _level(node.op)
+            left = self.compile(node.left, depth if chain else depth + 1)
             right = self.compile(node.right, depth + 1)
             return lambda env: op(left(env), right(env))
         if isinstance(node, ast.Compare):

@@ -13,7 +13,8 @@ gradflow   gradient-norm ratio through depth at initialisation        abs_log10_
 ========== ========================================================== ==================
 
 Task ids on the command line: ``TASK`` or ``TASK/DATASET`` (``mlp/mnist1d``), and
-``mlp/mnist1d/paper`` / ``cnn/mnist1d/paper`` for the MNIST-1D paper's recipe; see
+``mlp/mnist1d/paper`` / ``cnn/mnist1d/paper`` / ``mlp/mnist1d/logistic`` for the MNIST-1D
+paper's recipe and baselines; see
 :func:`parse_task_id`.
 """
 
@@ -38,6 +39,7 @@ DATASET_TASKS: dict[str, tuple[str, ...]] = {
 }
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": classify.PAPER_RECIPES,
+    "logistic": {"mlp": classify.LOGISTIC_RECIPE},
 }
 
 
