@@ -281,3 +281,16 @@ def test_long_flat_sums_and_products_are_not_too_deep():
     torch.testing.assert_close(actlab.formula("x" + "-x/2" * 40)(x), x - 20 * x)
     with pytest.raises(ValueError, match="nests deeper than 32 levels"):
         actlab.formula("tanh(" * 33 + "x" + ")" * 33)
+
+
+@pytest.mark.parametrize("e", [2, 3, 0.5, -1, -2.5])
+def test_constant_exponents_match_float64_powers(e):
+    # x ** <number> uses torch.pow with a Python exponent (x*x for 2, ...): same values
+    x = torch.linspace(0.1, 3.0, 31, dtype=torch.float64)
+    torch.testing.assert_close(actlab.formula(f"x ** {e}")(x), x**e)
+    torch.testing.assert_close(
+        actlab.formula(f"x ** {e}").derivative(x), e * x ** (e - 1), rtol=1e-10, atol=1e-12
+    )
+    assert torch.isnan(actlab.formula("x ** 0.5")(torch.tensor([-4.0]))).all()
+    half = torch.tensor([-2.0], dtype=torch.float16)
+    assert actlab.formula("x ** 3")(half).dtype == torch.float16

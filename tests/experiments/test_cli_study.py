@@ -99,6 +99,7 @@ def test_list_tasks(capsys):
     out = capsys.readouterr().out
     assert "tiny_fit: test task tiny_fit" in out and "metric: accuracy (higher is better)" in out
     assert "defaults: steps=40, lr=0.05" in out and "--quick: steps=5" in out
+    assert "preset mlp/mnist1d/logistic: hidden=[], residual=False, lr=0.01" in out
 
 
 def test_results_bad_arguments(capsys, tmp_path):

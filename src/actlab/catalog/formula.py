@@ -168,6 +168,11 @@ class _Compiler:
             chain = isinstance(node.left, ast.BinOp) and _level(node.left.op) == _level(node.op)
             left = self.compile(node.left, depth if chain else depth + 1)
             right = self.compile(node.right, depth + 1)
+            if isinstance(node.op, ast.Pow) and _is_constant(node.right):
+                # a Python exponent: torch (and the compiled fast path) special-case
+                # x ** 2, x ** 3, x ** 0.5 ... instead of the general exp(e * log x)
+                e = float(_constant_value(node.right))
+                return lambda env: torch.pow(_scalar(left(env)), e)
             return lambda env: op(left(env), right(env))
         if isinstance(node, ast.Compare):
             if not condition:

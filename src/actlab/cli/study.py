@@ -180,10 +180,14 @@ def _list_tasks() -> None:
         if task.quick:
             console.print("    --quick: " + ", ".join(f"{k}={v}" for k, v in task.quick.items()))
     try:
-        from actlab.experiments.tasks import task_ids
+        from actlab.experiments.tasks import PRESETS, task_ids
     except ImportError:
         return
     console.print("task ids: " + ", ".join(task_ids()))
+    for preset, recipes in PRESETS.items():
+        for name, recipe in recipes.items():
+            settings = ", ".join(f"{k}={v}" for k, v in recipe.items() if k != "dataset")
+            console.print(f"preset {name}/{recipe['dataset']}/{preset}: {settings}")
 
 
 def _write_report(db: Path, out: Path) -> None:
