@@ -211,38 +211,32 @@ class LocalExecutor:
             pool, procs = _start_pool(min(self.workers, len(queue) or 1), user)
             running: dict[Future[Outcome], Job] = {}
             lost: list[Job] = []
+
             try:
-                while True:
-                    if suspects:
-                        if not running:
-                            job = suspects.popleft()
-                            running[pool.submit(_execute_in_worker, job.spec, job.run)] = job
-                    else:
-                        while queue and len(running) < self.workers:
-                            job = queue.popleft()
-                            running[pool.submit(_execute_in_worker, job.spec, job.run)] = job
-                    procs.extend(p for p in _processes(pool) if p not in procs)
-                    if not running:
-                        break
+                _fill(pool, running, queue, suspects, self.workers, procs)
+                while running:
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    ready: list[Outcome] = []
                     for fut in done:
                         job = running.pop(fut)
                         try:
-                            outcome = fut.result()
+                            ready.append(fut.result())
                         except BrokenProcessPool:
                             lost.append(job)
-                            continue
-                        crashes_in_a_row = 0
-                        yield outcome
                     if lost:  # the pool is broken: every run still in flight is lost too
                         for fut in list(running):
                             job = running.pop(fut)
                             try:
-                                outcome = fut.result()
+                                ready.append(fut.result())
                             except BrokenProcessPool:
                                 lost.append(job)
-                                continue
-                            yield outcome
+                    else:
+                        # keep the workers busy while the caller records the outcomes
+                        _fill(pool, running, queue, suspects, self.workers, procs)
+                    for outcome in ready:
+                        crashes_in_a_row = 0
+                        yield outcome
+                    if lost:
                         break
             finally:
                 if running:  # closed early (Ctrl-C, an error): stop now, lose the runs in flight
@@ -267,6 +261,26 @@ class LocalExecutor:
                     "`if __name__ == '__main__':` guard?); finished runs are saved: "
                     "re-run to resume, or use workers=0 to see the error"
                 )
+
+
+def _fill(
+    pool: ProcessPoolExecutor,
+    running: dict[Future[Outcome], Job],
+    queue: deque[Job],
+    suspects: deque[Job],
+    workers: int,
+    procs: list[multiprocessing.process.BaseProcess],
+) -> None:
+    """Submit jobs until ``workers`` are in flight (suspects: one at a time, alone)."""
+    if suspects:
+        if not running:
+            job = suspects.popleft()
+            running[pool.submit(_execute_in_worker, job.spec, job.run)] = job
+    else:
+        while queue and len(running) < workers:
+            job = queue.popleft()
+            running[pool.submit(_execute_in_worker, job.spec, job.run)] = job
+    procs.extend(p for p in _processes(pool) if p not in procs)
 
 
 def _start_pool(
