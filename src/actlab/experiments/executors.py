@@ -208,7 +208,8 @@ class LocalExecutor:
         suspects: deque[Job] = deque()  # in flight when a worker died: re-run one at a time
         crashes_in_a_row = 0
         while queue or suspects:
-            pool, procs = _start_pool(min(self.workers, len(queue) or 1), user)
+            pool = _start_pool(min(self.workers, len(queue) or 1), user)
+            procs: list[multiprocessing.process.BaseProcess] = []  # for their exit codes
             running: dict[Future[Outcome], Job] = {}
             lost: list[Job] = []
 
@@ -283,14 +284,12 @@ def _fill(
     procs.extend(p for p in _processes(pool) if p not in procs)
 
 
-def _start_pool(
-    workers: int, user: bytes
-) -> tuple[ProcessPoolExecutor, list[multiprocessing.process.BaseProcess]]:
+def _start_pool(workers: int, user: bytes) -> ProcessPoolExecutor:
+    """``spawn`` workers that register the parent's user activations (``user``) first."""
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
+    return ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(user,)
     )
-    return pool, []
 
 
 def _processes(pool: ProcessPoolExecutor) -> list[multiprocessing.process.BaseProcess]:
@@ -483,14 +482,7 @@ class RayExecutor:
                     try:
                         yield ray.get(ref)
                     except Exception as exc:  # the worker died; execute() itself never raises
-                        job = by_ref[ref]
-                        yield Outcome(
-                            spec=job.spec,
-                            result=RunResult(
-                                status=STATUS_FAILED, error=f"Ray task failed: {type(exc).__name__}"
-                            ),
-                            meta=RunMeta(started_at=now_iso(), finished_at=now_iso()),
-                        )
+                        yield _failed(by_ref[ref].spec, f"Ray task failed: {type(exc).__name__}")
             refs = []
         finally:
             for ref in refs:
