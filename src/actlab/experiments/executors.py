@@ -299,12 +299,14 @@ def _processes(pool: ProcessPoolExecutor) -> list[multiprocessing.process.BasePr
 
 def _death(procs: list[multiprocessing.process.BaseProcess]) -> str:
     """Why a worker died, from the exit codes of a broken pool's processes."""
-    for p in procs:
-        with contextlib.suppress(Exception):
-            p.join(timeout=1)
+    # the pool's own thread reaps its workers, and a waitpid that loses that race leaves
+    # exitcode None for a moment: poll until every code is known (or 5 s have passed)
+    deadline = time.monotonic() + 5.0
+    while any(_exitcode(p) is None for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.01)
     # the pool terminates the surviving workers (SIGTERM) after one dies: look past them
     codes = sorted(
-        (p.exitcode for p in procs if p.exitcode not in (None, 0)),
+        (c for c in map(_exitcode, procs) if c not in (None, 0)),
         key=lambda c: c == -signal.SIGTERM,
     )
     for code in codes:
@@ -315,6 +317,13 @@ def _death(procs: list[multiprocessing.process.BaseProcess]) -> str:
                 return f"killed by {name}{hint}"
             return f"killed by signal {-code}"
     return f"exit code {codes[0]}" if codes else "cause unknown"
+
+
+def _exitcode(p: multiprocessing.process.BaseProcess) -> int | None:
+    try:
+        return p.exitcode
+    except ValueError:  # closed by the pool: nothing more to learn
+        return None
 
 
 def _crashed(job: Job, why: str) -> Outcome:
