@@ -18,11 +18,12 @@ from actlab.catalog import (
     register,
     unregister,
 )
+from actlab.experiments.base import actlab_version
 from actlab.experiments.store import load_results
 from actlab.experiments.study import Study, run_study
 from actlab.recommend import recommend
 
-__version__ = "0.1.0"
+__version__ = actlab_version()
 
 __all__ = [
     "Activation",

@@ -12,7 +12,7 @@ from actlab.analysis import find_breaks, properties
 
 
 def test_relu():
-    p = actlab.get("relu").properties()
+    p = actlab.analysis.properties("relu")
     assert p.monotonic == "increasing" and p.extremum is None
     assert p.bounded_below and not p.bounded_above
     assert p.out_min == 0.0 and p.out_max == math.inf

@@ -14,7 +14,7 @@ Gated activations (GLU family) are measured along the diagonal a = b = x (as the
 plotted); their Gaussian moments use independent a, b ~ N(0, 1), as in the gain.
 
 Example:
-    >>> actlab.get("relu").properties().as_dict()["P(f'(z) = 0), dying risk"]
+    >>> actlab.analysis.properties("relu").as_dict()["P(f'(z) = 0), dying risk"]
     0.5
 """
 

@@ -258,12 +258,6 @@ class Activation:
 
         return fast_call(self, x)
 
-    def properties(self) -> Any:
-        """Measured properties (range, monotonicity, ...): see :mod:`actlab.analysis`."""
-        from actlab.analysis.properties import properties
-
-        return properties(self)
-
 
 class _MemoryEfficientFn(torch.autograd.Function):
     """Forward saves only x (and learned parameters); backward recomputes f'(x)."""

@@ -103,7 +103,9 @@ def show(
 
 def _show_properties(act: Activation) -> None:
     try:
-        props = act.properties()
+        from actlab.analysis.properties import properties
+
+        props = properties(act)
     except ImportError:  # the analysis stage is optional for this command
         return
     table = Table(title="measured properties")

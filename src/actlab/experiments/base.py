@@ -96,6 +96,9 @@ class Task:
         defaults: the default configuration.
         quick: overrides that make the task fast (``--quick``, tests).
         description: one line for ``actlab study --help`` and the report.
+        architecture: the architecture whose choice of activation the task informs
+            (``"mlp"``, ``"cnn"``, ``"transformer"``), or ``None`` for diagnostics
+            (gradient flow, timing, XOR); answers are given per architecture.
     """
 
     name: str
@@ -105,14 +108,36 @@ class Task:
     defaults: Mapping[str, Any]
     quick: Mapping[str, Any]
     description: str
+    architecture: str | None = None
 
 
 TASKS: dict[str, Task] = {}
 
 
+ARCHITECTURES = ("mlp", "cnn", "transformer")
+
+
 def register_task(task: Task) -> Task:
+    if task.architecture is not None and task.architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"task {task.name!r}: architecture {task.architecture!r} is not one of "
+            f"{', '.join(ARCHITECTURES)} (or None for a diagnostic)"
+        )
     TASKS[task.name] = task
     return task
+
+
+def actlab_version() -> str:
+    """The installed actlab's version (from its package metadata; ``"unknown"`` if absent).
+
+    Read from the metadata rather than the package root, which no stage imports.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("actlab")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def default_device() -> torch.device:

@@ -33,7 +33,13 @@ from typing import Any
 
 import torch
 
-from actlab.experiments.base import STATUS_FAILED, RunResult, RunSpec, default_device
+from actlab.experiments.base import (
+    STATUS_FAILED,
+    RunResult,
+    RunSpec,
+    actlab_version,
+    default_device,
+)
 from actlab.experiments.store import RunMeta, now_iso
 
 RunFn = Callable[[RunSpec, torch.device], RunResult]
@@ -66,8 +72,6 @@ def execute(spec: RunSpec, run: RunFn) -> Outcome:
 
     ``wall_time`` is the task's own figure when it sets one, else the measured time.
     """
-    from actlab import __version__
-
     started = now_iso()
     t0 = time.perf_counter()
     device = default_device()
@@ -92,7 +96,7 @@ def execute(spec: RunSpec, run: RunFn) -> Outcome:
         finished_at=now_iso(),
         host=platform.node(),
         device=str(device),
-        actlab_version=__version__,
+        actlab_version=actlab_version(),
         torch_version=torch.__version__,
         python_version=platform.python_version(),
     )

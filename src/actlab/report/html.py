@@ -23,8 +23,9 @@ from typing import Any
 
 import jinja2
 
-import actlab
+from actlab.analysis.properties import properties as measure_properties
 from actlab.catalog import Activation, get
+from actlab.experiments.base import actlab_version
 from actlab.report import blocks as B
 from actlab.report.figures import plot_activations
 from actlab.report.study_figures import plot_overlay
@@ -73,7 +74,7 @@ def _activation_card(act: Activation, properties: bool) -> B.Card:
 
 def _properties_block(act: Activation) -> B.Block:
     try:
-        props = act.properties()
+        props = measure_properties(act)
     except ImportError:
         return B.absent("measured properties: the analysis stage is not installed")
     except Exception as exc:  # a user activation the analysis cannot handle
@@ -169,11 +170,11 @@ def build_context(
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return {
         "title": title,
-        "subtitle": f"generated {now} by actlab {actlab.__version__} on {host}",
+        "subtitle": f"generated {now} by actlab {actlab_version()} on {host}",
         "studied": studied,
         "headline": headline,
         "sections": sections,
-        "version": actlab.__version__,
+        "version": actlab_version(),
         "footer": (
             "actlab report: one self-contained file; figures are embedded PNG images. "
             "Numbers come from the study database and from measurements made when the report "

@@ -100,5 +100,6 @@ TASK = register_task(
         defaults=DEFAULTS,
         quick=QUICK,
         description="character-level transformer LM on the pydoc text, FFN activation varied",
+        architecture="transformer",
     )
 )

@@ -190,6 +190,7 @@ MLP_TASK = register_task(
         defaults=MLP_DEFAULTS,
         quick=QUICK,
         description="the article's MLP (in-256-128-classes), Adam, per-epoch curves",
+        architecture="mlp",
     )
 )
 
@@ -202,5 +203,6 @@ CNN_TASK = register_task(
         defaults=CNN_DEFAULTS,
         quick=QUICK,
         description="the article's CNN (conv32, conv64, pool, fc128), 2-D or 1-D inputs",
+        architecture="cnn",
     )
 )

@@ -94,5 +94,6 @@ TASK = register_task(
         defaults=DEFAULTS,
         quick=QUICK,
         description="test accuracy against depth (2-30 hidden layers), as in the Mish paper",
+        architecture="mlp",
     )
 )
