@@ -18,7 +18,14 @@ import torch
 from actlab.experiments.base import RunResult, RunSpec, Task, register_task
 from actlab.experiments.data import pydoc_text
 from actlab.experiments.models import CharTransformer, count_params
-from actlab.experiments.tasks._common import positive_int, resolve_config, to_run_result
+from actlab.experiments.tasks._common import (
+    DIVERGE_FACTOR,
+    check_config,
+    integer,
+    number,
+    resolve_config,
+    to_run_result,
+)
 from actlab.experiments.train import fit_lm, seed_everything
 
 DEFAULTS = {
@@ -46,6 +53,24 @@ QUICK = {
     "eval_batches": 2,
 }
 
+SCHEMA = {
+    **{k: integer(1) for k in ("steps", "batch", "block", "d_model", "n_layer", "n_head", "d_ff",
+                               "eval_every", "eval_batches")},
+    "lr": number(0.0, strict=True),
+    "diverge_factor": DIVERGE_FACTOR,
+}
+
+
+def check(cfg: dict) -> None:
+    """Raise ``ValueError`` for a ``char_lm`` configuration that cannot run."""
+    check_config("char_lm", cfg, SCHEMA)
+    if cfg["d_model"] % cfg["n_head"]:
+        raise ValueError(
+            f"task 'char_lm': setting d_model={cfg['d_model']} must be a multiple of "
+            f"n_head={cfg['n_head']}"
+        )
+
+
 _TEXT = None
 
 
@@ -59,8 +84,7 @@ def _text():
 def run(spec: RunSpec, device: torch.device) -> RunResult:
     start = time.perf_counter()
     cfg = resolve_config(spec, DEFAULTS)
-    positive_int(cfg, "steps", "batch", "block", "d_model", "n_layer", "n_head", "d_ff",
-                 "eval_every", "eval_batches")
+    check(cfg)
     text = _text().to(device)
     seed_everything(spec.seed)
     model = CharTransformer(
@@ -101,5 +125,6 @@ TASK = register_task(
         quick=QUICK,
         description="character-level transformer LM on the pydoc text, FFN activation varied",
         architecture="transformer",
+        check=check,
     )
 )

@@ -27,7 +27,20 @@ import torch
 from actlab.experiments.base import RunResult, RunSpec, Task, register_task
 from actlab.experiments.data import DATASETS, Dataset, load_dataset
 from actlab.experiments.models import CNN, MLP, MNIST1DCNN, count_params
-from actlab.experiments.tasks._common import positive_int, resolve_config, to_run_result
+from actlab.experiments.tasks._common import (
+    DIVERGE_FACTOR,
+    Rule,
+    check_config,
+    choice,
+    flag,
+    int_list,
+    integer,
+    number,
+    optional,
+    resolve_config,
+    text,
+    to_run_result,
+)
 from actlab.experiments.train import fit_classifier, seed_everything
 
 DATA_KEYS = {"dataset": "digits", "split_seed": 0, "data_dir": None, "download": False}
@@ -78,6 +91,34 @@ PAPER_RECIPES: dict[str, dict[str, Any]] = {
 
 LOGISTIC_RECIPE: dict[str, Any] = {**PAPER_RECIPES["mlp"], "hidden": [], "residual": False}
 
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DATA_SCHEMA: dict[str, Rule] = {
+    "split_seed": integer(0), "data_dir": text, "download": flag,
+}
+TRAIN_SCHEMA: dict[str, Rule] = {
+    "lr": number(0.0, strict=True), "batch": integer(1), "optimizer": choice(*OPTIMIZERS),
+    "weight_decay": number(0.0), "diverge_factor": DIVERGE_FACTOR,
+}
+_EPOCHS = optional(integer(1), "the dataset's default")
+MLP_SCHEMA: dict[str, Rule] = {
+    **DATA_SCHEMA, **TRAIN_SCHEMA, "dataset": choice(*MLP_DATASETS), "epochs": _EPOCHS,
+    "hidden": int_list(1, nonempty=False), "residual": flag,
+}
+CNN_SCHEMA: dict[str, Rule] = {
+    **DATA_SCHEMA, **TRAIN_SCHEMA, "dataset": choice(*CNN_DATASETS), "epochs": _EPOCHS,
+    "arch": choice(*CNN_ARCHS), "channels": int_list(1), "hidden": integer(1),
+}
+
+
+def check_mlp(cfg: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for an ``mlp`` configuration that cannot run."""
+    check_config("mlp", cfg, MLP_SCHEMA)
+
+
+def check_cnn(cfg: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for a ``cnn`` configuration that cannot run."""
+    check_config("cnn", cfg, CNN_SCHEMA)
+
 
 def load_task_data(task: str, cfg: dict[str, Any], accepted: tuple[str, ...],
                    device: torch.device) -> Dataset:
@@ -98,10 +139,9 @@ def _factor(cfg: dict[str, Any]) -> float | None:
 
 
 def resolve_epochs(task: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """``cfg`` with ``epochs: None`` replaced by the dataset's default (checked >= 1)."""
+    """``cfg`` with ``epochs: None`` replaced by the dataset's default."""
     if cfg["epochs"] is None:
         cfg = {**cfg, "epochs": DEFAULT_EPOCHS[task][str(cfg["dataset"])]}
-    positive_int(cfg, "epochs")
     return cfg
 
 
@@ -138,8 +178,7 @@ def _fit(spec: RunSpec, cfg: dict[str, Any], model: torch.nn.Module, data: Datas
 
 def run_mlp(spec: RunSpec, device: torch.device) -> RunResult:
     start = time.perf_counter()
-    cfg = resolve_config(spec, MLP_DEFAULTS)
-    positive_int(cfg, "batch")
+    cfg = resolve_config(spec, MLP_DEFAULTS, MLP_SCHEMA)
     data = load_task_data("mlp", cfg, MLP_DATASETS, device)
     cfg = resolve_epochs("mlp", cfg)
     seed_everything(spec.seed)
@@ -155,10 +194,7 @@ def run_mlp(spec: RunSpec, device: torch.device) -> RunResult:
 
 def run_cnn(spec: RunSpec, device: torch.device) -> RunResult:
     start = time.perf_counter()
-    cfg = resolve_config(spec, CNN_DEFAULTS)
-    positive_int(cfg, "batch", "hidden")
-    if cfg["arch"] not in CNN_ARCHS:
-        raise ValueError(f"unknown cnn arch {cfg['arch']!r}; accepted: {', '.join(CNN_ARCHS)}")
+    cfg = resolve_config(spec, CNN_DEFAULTS, CNN_SCHEMA)
     data = load_task_data("cnn", cfg, CNN_DATASETS, device)
     cfg = resolve_epochs("cnn", cfg)
     seed_everything(spec.seed)
@@ -191,6 +227,7 @@ MLP_TASK = register_task(
         quick=QUICK,
         description="the article's MLP (in-256-128-classes), Adam, per-epoch curves",
         architecture="mlp",
+        check=check_mlp,
     )
 )
 
@@ -204,5 +241,6 @@ CNN_TASK = register_task(
         quick=QUICK,
         description="the article's CNN (conv32, conv64, pool, fc128), 2-D or 1-D inputs",
         architecture="cnn",
+        check=check_cnn,
     )
 )
