@@ -85,6 +85,8 @@ class GradientFlow:
     act_var: np.ndarray
     preact_q: np.ndarray
     per_seed: np.ndarray = field(repr=False)
+    #: the activation itself (a formula or non-default parameters are not found by name)
+    act: Any = field(default=None, repr=False, compare=False)
 
     @property
     def ratio(self) -> float:
@@ -123,14 +125,15 @@ class GradientFlow:
         if hi - lo < 2:
             return math.nan
         try:
+            target = self.act if self.act is not None else self.activation
             qs = q_trajectory(
-                self.activation,
+                target,
                 self.sigma_w2,
                 self.sigma_b2,
                 self.sigma_w2_first + self.sigma_b2,
                 hi,
             )
-            chis = [chi_at(self.activation, self.sigma_w2, q) for q in qs[lo : hi - 1]]
+            chis = [chi_at(target, self.sigma_w2, q) for q in qs[lo : hi - 1]]
         except ValueError:
             return math.nan
         if not all(math.isfinite(c) and c > 0 for c in chis):
@@ -334,4 +337,5 @@ def gradient_flow(
         act_var=np.stack([r[2] for r in runs]).mean(axis=0),
         preact_q=np.stack([r[3] for r in runs]).mean(axis=0),
         per_seed=g,
+        act=act,
     )

@@ -157,7 +157,8 @@ def load_mnist(
         raise DataFileMissing(
             f"{variant} file {stem}[.gz] was not found in {where}; put the four IDX files "
             f"({', '.join(IDX_FILES.values())}, gzipped or not) in {data_dir / variant} or "
-            "pass download=True (needs a network)"
+            "download them (needs a network): `actlab study --download`, or download=True "
+            "in Python"
         )
     arrays = {}
     for key, name in IDX_FILES.items():
