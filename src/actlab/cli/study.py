@@ -242,6 +242,9 @@ def results(
         str | None, typer.Option(help="Only this task (TASK or TASK/DATASET).")
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Print the failed runs: error and stored traceback.")
+    ] = False,
 ) -> None:
     """Per task: activations ranked by mean metric over seeds, with std, 95% CI, the
     paired test against the best, and a confidence statement."""
@@ -259,6 +262,9 @@ def results(
         if df.empty:
             known = ", ".join(sorted(load_results(db)["task_id"].unique())) or "none"
             raise UserError(f"no runs of task {task!r} in {db}; it has: {known}")
+    if failed:
+        _print_failed(db, task)
+        return
     table = summarize(df)
     if fmt == "csv":
         print(table.to_csv(index=False), end="")
@@ -275,3 +281,20 @@ def results(
         console.print(statements(g)[setting])
         console.print()
     console.print(f"{len(df)} runs in {os.fspath(db)}")
+    n_failed = int((df["status"] == "failed").sum())
+    if n_failed:
+        console.print(f"{n_failed} failed: actlab results --db {db} --failed shows their errors")
+
+
+def _print_failed(db: Path, task: str | None) -> None:
+    """Each failed run: its key, error, and the traceback stored with it."""
+    from actlab.experiments.store import ResultsStore
+
+    with ResultsStore(db, create=False) as store:
+        runs = store.runs(task=task, status="failed")
+    for run in runs:
+        console.print(f"failed {run.key}: {run.result.error}")
+        tb = run.result.artifacts.get("traceback")
+        if isinstance(tb, str) and tb.strip():
+            console.print("    " + tb.rstrip().replace("\n", "\n    "))
+    console.print(f"{len(runs)} failed run(s) in {os.fspath(db)}")
