@@ -176,6 +176,10 @@ def test_cli_study_with_a_task_file_and_results_failed(tmp_path, capsys, forget_
     assert cli(["results", "--db", str(db), "--failed"]) == 0
     out = capsys.readouterr().out
     assert out.count("Traceback (most recent call last)") == 2 and "in helper" in out
+    assert cli(["study", "--tasks", f"{path}:clitask", "--list-tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "clitask: XOR with the user's own network, its activation swapped in." in out
+    assert "defaults: steps=30, lr=0.05" in out and "--quick: steps=3" in out
     bad = tmp_path / "syntax.py"
     bad.write_text("def f(:\n")
     assert cli(["study", "--tasks", f"{bad}:f", "--db", str(tmp_path / "x.sqlite")]) == 2

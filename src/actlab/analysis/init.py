@@ -243,7 +243,7 @@ def init_(
         distribution: ``"normal"`` or ``"uniform"``.
         match: more classes to treat as activations (gain from calling the module).
         zero_bias: set biases to zero (else leave them as they are).
-        generator: a ``torch.Generator`` for reproducible weights.
+        generator: a ``torch.Generator`` on the weights' device, for reproducible weights.
 
     Returns:
         :class:`Inits`, one :class:`LayerInit` per layer (name, activation read, gain, fan,

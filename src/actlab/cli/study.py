@@ -123,6 +123,7 @@ def study(
     from actlab.experiments.study import DEFAULT_ACTIVATIONS, DEFAULT_TASKS, Study, run_study
 
     if list_tasks:
+        _check_tasks(_split(tasks))  # loads task files named with --tasks (listed too)
         _list_tasks()
         return
     if seeds < 1:
