@@ -19,6 +19,13 @@ Pairing each layer with the activation *after* it instead (PyTorch's habit with
 has slope above one there (1.14, 1.17, 1.08), the second moment then grows layer after
 layer (mean-field: x189, x3e4, x24 after 30 layers); :func:`init_` does not do that.
 
+Every layer then keeps ``E[h^2] = 1``: ``q = 1`` is a fixed point of the variance map
+``q -> gain^2 E[f(sqrt(q) z)^2]``, but whether it is stable depends on the activation. Its
+slope there is 0.46 (tanh), 0.89 (ELU), 1 (ReLU), 1.08 (Mish), 1.14 (GELU), 1.17 (SiLU);
+above one, deviations grow with depth, and through 32 plain layers GELU and SiLU nets
+spread to inputs that collapse and inputs that explode (``benchmarks/init_depth.py``):
+there, normalisation or residual connections keep the scale, not the gain.
+
 Which activation a layer reads is found from a ``torch.fx`` trace of the model (activation
 modules kept whole; functional calls such as ``F.silu(x)`` count too), following the input
 back through shape-only and pooling steps (flatten, view, dropout, max/avg pooling, mean).
