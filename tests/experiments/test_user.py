@@ -279,3 +279,19 @@ def test_track_bad_arguments(tmp_path):
         run.log(loss=1.0)
     status = sqlite3.connect(db).execute("SELECT activation, status FROM runs").fetchall()
     assert sorted(status) == [("gelu", "failed"), ("relu", "ok")]
+
+
+@pytest.mark.slow
+def test_report_on_tracked_runs(tmp_path):
+    from actlab.report.html import write_report
+
+    db = tmp_path / "t.sqlite"
+    for act, seed, acc in [("relu", 0, 0.8), ("relu", 1, 0.82), ("tanh", 0, 0.7),
+                           ("tanh", 1, 0.75)]:
+        with track(db, task="my_loop", activation=act, seed=seed, metric="val_accuracy",
+                   higher_is_better=True) as run:
+            _loop(run, [2.0, 1.0, 0.5], acc)
+    out = tmp_path / "r.html"
+    write_report(db, out)
+    html = out.read_text()
+    assert "my_loop" in html and "train_loss" in html and "relu" in html and "tanh" in html
