@@ -38,7 +38,7 @@ demo: install system
 	$(VENV)/bin/actlab study --report $(OUT)/report.html
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
 
 test: install system lint
 	$(PY) -m pytest -q

@@ -119,6 +119,7 @@ def study(
     from actlab.experiments.study import DEFAULT_ACTIVATIONS, DEFAULT_TASKS, Study, run_study
 
     if list_tasks:
+        _check_tasks(split(tasks))  # loads task files named with --tasks (listed too)
         _list_tasks()
         return
     positive(seeds, "--seeds")
@@ -238,6 +239,9 @@ def results(
     db: Annotated[Path, typer.Option(help="SQLite results database.")] = Path(DEFAULT_DB),
     tasks: TasksOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Print the failed runs: error and stored traceback.")
+    ] = False,
 ) -> None:
     """Per task: activations ranked by mean metric over seeds, with std, 95% CI, the
     paired test against the best, and a confidence statement."""
@@ -258,6 +262,9 @@ def results(
             asked = ", ".join(map(repr, wanted))
             raise UserError(f"no runs of task {asked} in {db}; it has: {known}")
         df = df[keep]
+    if failed:
+        _print_failed(db, set(df.loc[df["status"] == "failed", "key"]))
+        return
     table = summarize(df)
     if fmt == "csv":
         print(table.to_csv(index=False), end="")
@@ -274,3 +281,20 @@ def results(
         console.print(statements(g)[setting])
         console.print()
     console.print(f"{len(df)} runs in {os.fspath(db)}")
+    n_failed = int((df["status"] == "failed").sum())
+    if n_failed:
+        console.print(f"{n_failed} failed: actlab results --db {db} --failed shows their errors")
+
+
+def _print_failed(db: Path, keys: set[str]) -> None:
+    """Each failed run among ``keys``: its key, error, and the traceback stored with it."""
+    from actlab.experiments.store import ResultsStore
+
+    with ResultsStore(db, create=False) as store:
+        runs = [r for r in store.runs(status="failed") if r.key in keys]
+    for run in runs:
+        console.print(f"failed {run.key}: {run.result.error}")
+        tb = run.result.artifacts.get("traceback")
+        if isinstance(tb, str) and tb.strip():
+            console.print("    " + tb.rstrip().replace("\n", "\n    "))
+    console.print(f"{len(runs)} failed run(s) in {os.fspath(db)}")

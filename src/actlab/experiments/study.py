@@ -65,8 +65,14 @@ def load_tasks() -> dict[str, Task]:
 def parse_task_id(task_id: str) -> tuple[str, dict[str, Any]]:
     """``"mlp/digits"`` -> ``("mlp", {"dataset": "digits"})``; ``"xor"`` -> ``("xor", {})``.
 
-    Uses the tasks module's parser when it has one (it knows each task's datasets).
+    Uses the tasks module's parser when it has one (it knows each task's datasets). A
+    file, ``path/to/file.py:function``, is loaded and its task registered
+    (:func:`actlab.experiments.user.load_task_file`).
     """
+    from actlab.experiments.user import is_task_file, load_task_file
+
+    if is_task_file(task_id):
+        return load_task_file(task_id).name, {}
     load_tasks()
     try:
         from actlab.experiments.tasks import parse_task_id as parse
