@@ -590,3 +590,250 @@ spec(
     forward=lambda a, b: a * b,
     derivative=lambda a, b: (b.clone(), a.clone()),
 )
+
+# ----------------------------------------------------------------------------- recent, learnable
+# Each gives the analytic partial derivatives of f with respect to its learnable
+# parameters (``param_derivative``): the memory-efficient and fast backwards use them.
+
+
+def _as_param(v: float | Tensor, x: Tensor) -> Tensor:
+    """A parameter as a tensor next to x (a learned one is already a tensor)."""
+    return v if isinstance(v, Tensor) else torch.tensor(v, dtype=x.dtype, device=x.device)
+
+
+def _sign(v: float | Tensor) -> float | Tensor:
+    return torch.sign(v) if isinstance(v, Tensor) else float((v > 0) - (v < 0))
+
+
+def _softplus_inverse(y: float) -> float:
+    """The a with softplus(a) = y > 0: log(expm1(y)), without cancellation."""
+    return y + math.log(-math.expm1(-y))
+
+
+# expm1(u) - u = u^2 sum_{k>=2} u^(k-2) / k!; for |u| < 0.5 the series to k = 16 is exact
+# to 2e-18 relative (expm1(u) - u itself cancels: 2e-4 relative error at u = -1e-3 in float32)
+_EXPM1_MINUS_X = [1.0 / math.factorial(k) for k in range(16, 1, -1)]
+
+
+def _expm1_minus_x(u: Tensor) -> Tensor:
+    """expm1(u) - u, accurate near 0 and finite for every finite u <= 0."""
+    acc = torch.full_like(u, _EXPM1_MINUS_X[0])
+    for c in _EXPM1_MINUS_X[1:]:
+        acc = acc * u + c
+    return torch.where(u.abs() < 0.5, u * u * acc, torch.expm1(u) - u)
+
+
+XIELU_ALPHA_P = 0.8
+XIELU_ALPHA_N = 0.8
+XIELU_BETA = 0.5
+XIELU_EPS = -1e-6
+
+
+def _xielu_parts(x: Tensor, a_p, a_n, beta, eps) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(alpha_p, alpha_n, x+ = max(x, 0), negative part expm1(min(x, eps)) - x)``."""
+    alpha_p = F.softplus(_as_param(a_p, x))
+    alpha_n = beta + F.softplus(_as_param(a_n, x))
+    u = x.clamp(max=eps)
+    # expm1(u) - x = (expm1(u) - u) + (u - x); both branches finite for every x
+    return alpha_p, alpha_n, x.clamp(min=0.0), _expm1_minus_x(u) + (u - x)
+
+
+def _xielu(x: Tensor, a_p, a_n, beta, eps) -> Tensor:
+    alpha_p, alpha_n, xp, neg = _xielu_parts(x, a_p, a_n, beta, eps)
+    return beta * x + torch.where(x > 0, alpha_p * xp * xp, alpha_n * neg)
+
+
+def _xielu_prime(x: Tensor, a_p, a_n, beta, eps) -> Tensor:
+    alpha_p, alpha_n, xp, _ = _xielu_parts(x, a_p, a_n, beta, eps)
+    # x <= eps: alpha_n (e^x - 1) + beta; eps < x <= 0: min(x, eps) = eps is constant
+    neg = torch.where(x <= eps, alpha_n * torch.expm1(x.clamp(max=eps)), -alpha_n)
+    return beta + torch.where(x > 0, 2.0 * alpha_p * xp, neg)
+
+
+def _xielu_params(x: Tensor, a_p, a_n, beta, eps) -> dict[str, Tensor]:
+    _, _, xp, neg = _xielu_parts(x, a_p, a_n, beta, eps)
+    pos = x > 0
+    zero = torch.zeros_like(x)
+    return {
+        "a_p": torch.where(pos, xp * xp * torch.sigmoid(_as_param(a_p, x)), zero),
+        "a_n": torch.where(pos, zero, neg * torch.sigmoid(_as_param(a_n, x))),
+    }
+
+
+spec(
+    name="xielu", family="exponential",
+    formula=(
+        "f(x) = alpha_p x^2 + beta x if x > 0 else alpha_n (expm1(min(x, eps)) - x) + beta x, "
+        "alpha_p = softplus(a_p), alpha_n = beta + softplus(a_n)"
+    ),
+    reference=(
+        "Huang & Schlag 2024, Deriving Activation Functions Using Integration (used in the "
+        "Apertus models); reference code: github.com/rubber-duck-debug/xielu, "
+        "xielu/ops/wrappers.py (alpha_p = alpha_n = 0.8, beta = 0.5, eps = -1e-6)"
+    ),
+    params={
+        "a_p": _softplus_inverse(XIELU_ALPHA_P),
+        "a_n": _softplus_inverse(XIELU_ALPHA_N - XIELU_BETA),
+        "beta": XIELU_BETA,
+        "eps": XIELU_EPS,
+    },
+    learnable=("a_p", "a_n"), learned_by_default=("a_p", "a_n"),
+    param_ranges={"eps": (None, 0.0)},
+    forward=_xielu, derivative=_xielu_prime, param_derivative=_xielu_params,
+    # f' jumps at eps and at 0; f itself jumps at 0 by alpha_n expm1(eps) (-8e-7 at the
+    # initial values), as in the reference code
+    kinks=lambda a_p, a_n, beta, eps: tuple(sorted({eps, 0.0})),
+    continuous=False,
+)
+
+# StarReLU: E[relu(z)^2] = 1/2, E[relu(z)^4] = 3/2, so s = 1 / sqrt(3/2 - 1/4) = 2 / sqrt(5)
+# and b = -s / 2 give zero mean and unit variance for z ~ N(0, 1); the paper rounds them
+STAR_RELU_S = 0.8944
+STAR_RELU_B = -0.4472
+
+spec(
+    name="star_relu", aliases=("starrelu",), family="relu",
+    formula="f(x) = s relu(x)^2 + b",
+    reference=(
+        "Yu et al. 2022, MetaFormer Baselines for Vision (s = 0.8944, b = -0.4472: zero mean "
+        "and unit variance for N(0, 1) inputs); reference code: github.com/sail-sg/metaformer, "
+        "metaformer_baselines.py"
+    ),
+    params={"s": STAR_RELU_S, "b": STAR_RELU_B},
+    learnable=("s", "b"), learned_by_default=("s", "b"),
+    forward=lambda x, s, b: s * torch.relu(x).square() + b,
+    derivative=lambda x, s, b: 2.0 * s * torch.relu(x),
+    param_derivative=lambda x, s, b: {"s": torch.relu(x).square(), "b": torch.ones_like(x)},
+)
+
+# PAU (Molina et al. 2020), "safe" denominator (version A): P(x) / (1 + sum_k |b_k| |x|^k),
+# numerator degree 5, denominator degree 4, initialised to the least-squares fit of
+# leaky ReLU (slope 0.01) on [-3, 3] published by the authors' rational_activations package
+# (rational/rationals_config.json, "Rational_version_A5/4" -> "leaky_relu")
+PAU_NUMERATOR = (
+    0.029792778657264946, 0.6183735264987601, 2.323309062531321, 3.051936237265109,
+    1.4854203263828845, 0.2510244961111299,
+)
+PAU_DENOMINATOR = (
+    -1.1419548357285474, 4.393159974992486, 0.8714712309957245, 0.34719662339598834,
+)
+PAU_A = tuple(f"a{k}" for k in range(6))
+PAU_B = tuple(f"b{k}" for k in range(1, 5))
+
+
+def _pau_parts(x: Tensor, p: dict) -> dict[str, Tensor]:
+    """f, f' and the pieces of the parameter partials, in two stable forms.
+
+    ``|x| <= 1``: P(x) / Q(x) directly. ``|x| > 1``: numerator and denominator divided by
+    x^4 (t = 1/x, s = |t|): N = a5 x + a4 + a3 t + a2 t^2 + a1 t^3 + a0 t^4 and
+    D = |b4| + |b3| s + |b2| s^2 + |b1| s^3 + s^4, so nothing overflows (x^5 would at
+    |x| > 5e7 in float32). Both forms are finite everywhere (torch.where's rule).
+    """
+    a = [p[n] for n in PAU_A]
+    B = [abs(p[n]) for n in PAU_B]
+    small = x.abs() <= 1.0
+    xs = torch.where(small, x, torch.zeros_like(x))
+    t = 1.0 / torch.where(small, torch.ones_like(x), x)
+    sgn = torch.sign(x)
+    # direct form (x = xs)
+    ax = xs.abs()
+    P = a[5]
+    for c in reversed(a[:5]):
+        P = P * xs + c
+    dP = 5.0 * a[5]
+    for k in range(4, 0, -1):
+        dP = dP * xs + k * a[k]
+    Q = B[3]
+    for c in reversed(B[:3]):
+        Q = Q * ax + c
+    Q = Q * ax + 1.0
+    dQ = 4.0 * B[3]
+    for k in range(3, 0, -1):
+        dQ = dQ * ax + k * B[k - 1]
+    dQ = sgn * dQ
+    # reversed form (t = 1/x, s = |t|)
+    s = t.abs()
+    N = a[0]
+    for c in a[1:5]:
+        N = N * t + c
+    N = N + a[5] / t  # a5 x
+    dN = 4.0 * a[0]
+    for k, c in zip((3, 2, 1), a[1:4], strict=True):
+        dN = dN * t + k * c  # dN/dt without the a5 x term
+    D = torch.ones_like(x)
+    for c in B:
+        D = D * s + c
+    dD = torch.full_like(x, 4.0)
+    for k, c in zip((3, 2, 1), B[:3], strict=True):
+        dD = dD * s + k * c  # dD/ds
+    f_small, f_big = P / Q, N / D
+    f = torch.where(small, f_small, f_big)
+    t2 = t * t
+    d_small = (dP - f_small * dQ) / Q
+    d_big = (a[5] - t2 * dN + f_big * sgn * t2 * dD) / D
+    return {
+        "f": f, "df": torch.where(small, d_small, d_big), "small": small, "xs": xs,
+        "t": t, "Q": Q, "D": D,
+    }
+
+
+def _pau(x: Tensor, **p) -> Tensor:
+    return _pau_parts(x, p)["f"]
+
+
+def _pau_prime(x: Tensor, **p) -> Tensor:
+    return _pau_parts(x, p)["df"]
+
+
+def _pau_params(x: Tensor, **p) -> dict[str, Tensor]:
+    r = _pau_parts(x, p)
+    small, xs, t, f = r["small"], r["xs"], r["t"], r["f"]
+    ax, s = xs.abs(), t.abs()
+    inv_q, inv_d = 1.0 / r["Q"], 1.0 / r["D"]
+    out = {}
+    # df/da_k = x^k / Q: x^k / Q directly, t^(4-k) / D reversed (x / D for k = 5)
+    for k, name in enumerate(PAU_A):
+        big = (1.0 / t) * inv_d if k == 5 else t ** (4 - k) * inv_d
+        out[name] = torch.where(small, xs**k * inv_q, big)
+    # df/db_k = -sign(b_k) |x|^k f / Q (|x|^k / Q = s^(4-k) / D reversed)
+    for k, name in enumerate(PAU_B, start=1):
+        w = torch.where(small, ax**k * inv_q, s ** (4 - k) * inv_d)
+        out[name] = -_sign(p[name]) * w * f
+    return out
+
+
+spec(
+    name="pau", aliases=("pade", "pade_activation_unit"), family="rational",
+    formula="f(x) = (a0 + a1 x + ... + a5 x^5) / (1 + |b1 x| + |b2 x^2| + |b3 x^3| + |b4 x^4|)",
+    reference=(
+        "Molina et al. 2020, Pade Activation Units: End-to-end Learning of Flexible Activation "
+        "Functions in Deep Networks (safe PAU, degrees 5/4); initial coefficients: leaky ReLU "
+        "fit of github.com/ml-research/rational_activations, rational/rationals_config.json"
+    ),
+    params=dict(zip(PAU_A + PAU_B, PAU_NUMERATOR + PAU_DENOMINATOR, strict=True)),
+    learnable=PAU_A + PAU_B, learned_by_default=PAU_A + PAU_B,
+    forward=_pau, derivative=_pau_prime, param_derivative=_pau_params,
+    # |b1 x| makes f' jump at 0 (the other |b_k x^k| are smooth enough there)
+    kinks=lambda **p: (0.0,) if p["b1"] != 0 else (),
+)
+
+
+def _dyt_params(x: Tensor, alpha, gamma, beta) -> dict[str, Tensor]:
+    z = alpha * x
+    return {"alpha": gamma * x * _sech2(z), "gamma": torch.tanh(z), "beta": torch.ones_like(x)}
+
+
+spec(
+    name="dyt", aliases=("dynamic_tanh",), family="sigmoid",
+    formula="f(x) = gamma tanh(alpha x) + beta  (gamma, beta per channel: the last dimension)",
+    reference=(
+        "Zhu et al. 2025, Transformers without Normalization (alpha = 0.5, gamma = 1, "
+        "beta = 0); reference code: github.com/jiachenzhu/DyT, dynamic_tanh.py"
+    ),
+    params={"alpha": 0.5, "gamma": 1.0, "beta": 0.0},
+    learnable=("alpha", "gamma", "beta"), learned_by_default=("alpha", "gamma", "beta"),
+    per_channel={"gamma": -1, "beta": -1},
+    forward=lambda x, alpha, gamma, beta: gamma * torch.tanh(alpha * x) + beta,
+    derivative=lambda x, alpha, gamma, beta: gamma * alpha * _sech2(alpha * x),
+    param_derivative=_dyt_params,
+)
