@@ -629,34 +629,38 @@ XIELU_BETA = 0.5
 XIELU_EPS = -1e-6
 
 
-def _xielu_parts(x: Tensor, a_p, a_n, beta, eps) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(alpha_p, alpha_n, x+ = max(x, 0), negative part expm1(min(x, eps)) - x)``."""
-    alpha_p = F.softplus(_as_param(a_p, x))
-    alpha_n = beta + F.softplus(_as_param(a_n, x))
+def _xielu_alphas(x: Tensor, a_p, a_n, beta) -> tuple[Tensor, Tensor]:
+    """``(alpha_p, alpha_n) = (softplus(a_p), beta + softplus(a_n))``."""
+    return F.softplus(_as_param(a_p, x)), beta + F.softplus(_as_param(a_n, x))
+
+
+def _xielu_neg(x: Tensor, eps) -> Tensor:
+    """expm1(min(x, eps)) - x = (expm1(u) - u) + (u - x), u = min(x, eps): no cancellation
+    near 0, finite for every x."""
     u = x.clamp(max=eps)
-    # expm1(u) - x = (expm1(u) - u) + (u - x); both branches finite for every x
-    return alpha_p, alpha_n, x.clamp(min=0.0), _expm1_minus_x(u) + (u - x)
+    return _expm1_minus_x(u) + (u - x)
 
 
 def _xielu(x: Tensor, a_p, a_n, beta, eps) -> Tensor:
-    alpha_p, alpha_n, xp, neg = _xielu_parts(x, a_p, a_n, beta, eps)
-    return beta * x + torch.where(x > 0, alpha_p * xp * xp, alpha_n * neg)
+    alpha_p, alpha_n = _xielu_alphas(x, a_p, a_n, beta)
+    xp = x.clamp(min=0.0)
+    return beta * x + torch.where(x > 0, alpha_p * xp * xp, alpha_n * _xielu_neg(x, eps))
 
 
 def _xielu_prime(x: Tensor, a_p, a_n, beta, eps) -> Tensor:
-    alpha_p, alpha_n, xp, _ = _xielu_parts(x, a_p, a_n, beta, eps)
+    alpha_p, alpha_n = _xielu_alphas(x, a_p, a_n, beta)
     # x <= eps: alpha_n (e^x - 1) + beta; eps < x <= 0: min(x, eps) = eps is constant
     neg = torch.where(x <= eps, alpha_n * torch.expm1(x.clamp(max=eps)), -alpha_n)
-    return beta + torch.where(x > 0, 2.0 * alpha_p * xp, neg)
+    return beta + torch.where(x > 0, 2.0 * alpha_p * x.clamp(min=0.0), neg)
 
 
 def _xielu_params(x: Tensor, a_p, a_n, beta, eps) -> dict[str, Tensor]:
-    _, _, xp, neg = _xielu_parts(x, a_p, a_n, beta, eps)
     pos = x > 0
+    xp = x.clamp(min=0.0)
     zero = torch.zeros_like(x)
     return {
         "a_p": torch.where(pos, xp * xp * torch.sigmoid(_as_param(a_p, x)), zero),
-        "a_n": torch.where(pos, zero, neg * torch.sigmoid(_as_param(a_n, x))),
+        "a_n": torch.where(pos, zero, _xielu_neg(x, eps) * torch.sigmoid(_as_param(a_n, x))),
     }
 
 
@@ -721,75 +725,78 @@ PAU_A = tuple(f"a{k}" for k in range(6))
 PAU_B = tuple(f"b{k}" for k in range(1, 5))
 
 
-def _pau_parts(x: Tensor, p: dict) -> dict[str, Tensor]:
-    """f, f' and the pieces of the parameter partials, in two stable forms.
+def _pau_frame(x: Tensor, p: dict) -> tuple[list, list, Tensor, Tensor, Tensor]:
+    """``(a, |b|, small, xs, t)``: coefficients, ``|x| <= 1``, x there (else 0), 1/x elsewhere.
 
     ``|x| <= 1``: P(x) / Q(x) directly. ``|x| > 1``: numerator and denominator divided by
     x^4 (t = 1/x, s = |t|): N = a5 x + a4 + a3 t + a2 t^2 + a1 t^3 + a0 t^4 and
     D = |b4| + |b3| s + |b2| s^2 + |b1| s^3 + s^4, so nothing overflows (x^5 would at
     |x| > 5e7 in float32). Both forms are finite everywhere (torch.where's rule).
     """
-    a = [p[n] for n in PAU_A]
-    B = [abs(p[n]) for n in PAU_B]
     small = x.abs() <= 1.0
     xs = torch.where(small, x, torch.zeros_like(x))
     t = 1.0 / torch.where(small, torch.ones_like(x), x)
-    sgn = torch.sign(x)
-    # direct form (x = xs)
-    ax = xs.abs()
+    return [p[n] for n in PAU_A], [abs(p[n]) for n in PAU_B], small, xs, t
+
+
+def _pau_values(a: list, B: list, xs: Tensor, t: Tensor) -> tuple[Tensor, ...]:
+    """P(xs), Q(xs) (direct form) and N(t), D(t) (reversed form), by Horner's rule."""
     P = a[5]
     for c in reversed(a[:5]):
         P = P * xs + c
-    dP = 5.0 * a[5]
-    for k in range(4, 0, -1):
-        dP = dP * xs + k * a[k]
+    ax = xs.abs()
     Q = B[3]
     for c in reversed(B[:3]):
         Q = Q * ax + c
     Q = Q * ax + 1.0
-    dQ = 4.0 * B[3]
-    for k in range(3, 0, -1):
-        dQ = dQ * ax + k * B[k - 1]
-    dQ = sgn * dQ
-    # reversed form (t = 1/x, s = |t|)
-    s = t.abs()
     N = a[0]
     for c in a[1:5]:
         N = N * t + c
-    N = N + a[5] / t  # a5 x
-    dN = 4.0 * a[0]
-    for k, c in zip((3, 2, 1), a[1:4], strict=True):
-        dN = dN * t + k * c  # dN/dt without the a5 x term
-    D = torch.ones_like(x)
+    N = N + a[5] / t  # the a5 x term
+    s = t.abs()
+    D = torch.ones_like(t)
     for c in B:
         D = D * s + c
-    dD = torch.full_like(x, 4.0)
-    for k, c in zip((3, 2, 1), B[:3], strict=True):
-        dD = dD * s + k * c  # dD/ds
-    f_small, f_big = P / Q, N / D
-    f = torch.where(small, f_small, f_big)
-    t2 = t * t
-    d_small = (dP - f_small * dQ) / Q
-    d_big = (a[5] - t2 * dN + f_big * sgn * t2 * dD) / D
-    return {
-        "f": f, "df": torch.where(small, d_small, d_big), "small": small, "xs": xs,
-        "t": t, "Q": Q, "D": D,
-    }
+    return P, Q, N, D
 
 
 def _pau(x: Tensor, **p) -> Tensor:
-    return _pau_parts(x, p)["f"]
+    a, B, small, xs, t = _pau_frame(x, p)
+    P, Q, N, D = _pau_values(a, B, xs, t)
+    return torch.where(small, P / Q, N / D)
 
 
 def _pau_prime(x: Tensor, **p) -> Tensor:
-    return _pau_parts(x, p)["df"]
+    a, B, small, xs, t = _pau_frame(x, p)
+    P, Q, N, D = _pau_values(a, B, xs, t)
+    ax, s, sgn = xs.abs(), t.abs(), torch.sign(x)
+    # direct: f' = (P' - f Q') / Q, Q' = sign(x) (|b1| + 2 |b2| |x| + 3 |b3| x^2 + 4 |b4| |x|^3)
+    dP = 5.0 * a[5]
+    for k in range(4, 0, -1):
+        dP = dP * xs + k * a[k]
+    dQ = 4.0 * B[3]
+    for k in range(3, 0, -1):
+        dQ = dQ * ax + k * B[k - 1]
+    f_small = P / Q
+    d_small = (dP - f_small * sgn * dQ) / Q
+    # reversed: f' = (dN/dx - f dD/dx) / D, dt/dx = -t^2, ds/dx = -sign(x) t^2
+    dN = 4.0 * a[0]
+    for k, c in zip((3, 2, 1), a[1:4], strict=True):
+        dN = dN * t + k * c  # dN/dt without the a5 x term
+    dD = torch.full_like(x, 4.0)
+    for k, c in zip((3, 2, 1), B[:3], strict=True):
+        dD = dD * s + k * c  # dD/ds
+    f_big, t2 = N / D, t * t
+    d_big = (a[5] - t2 * dN + f_big * sgn * t2 * dD) / D
+    return torch.where(small, d_small, d_big)
 
 
 def _pau_params(x: Tensor, **p) -> dict[str, Tensor]:
-    r = _pau_parts(x, p)
-    small, xs, t, f = r["small"], r["xs"], r["t"], r["f"]
+    a, B, small, xs, t = _pau_frame(x, p)
+    P, Q, N, D = _pau_values(a, B, xs, t)
+    f = torch.where(small, P / Q, N / D)
     ax, s = xs.abs(), t.abs()
-    inv_q, inv_d = 1.0 / r["Q"], 1.0 / r["D"]
+    inv_q, inv_d = 1.0 / Q, 1.0 / D
     out = {}
     # df/da_k = x^k / Q: x^k / Q directly, t^(4-k) / D reversed (x / D for k = 5)
     for k, name in enumerate(PAU_A):
