@@ -146,11 +146,11 @@ def _functions(
     forms = FAST_FORMS.get(spec.name) if spec.builtin else None
     gated = spec.gated
 
-    def pick(dtype: torch.dtype) -> tuple[Callable[..., Any], Callable[..., Any] | None]:
+    def pick(dtype: torch.dtype) -> tuple[Callable[..., Any] | None, ...]:
         # the cheaper forms are float32 forms; float64 keeps the catalog's own
         if forms is not None and dtype == torch.float32:
-            return forms
-        return spec.forward, spec.derivative
+            return (*forms, None) if len(forms) == 2 else forms
+        return spec.forward, spec.derivative, None
 
     def f(xc: Tensor, p: Sequence[Tensor]) -> Tensor:
         forward = pick(xc.dtype)[0]
@@ -184,7 +184,9 @@ def _functions(
         if spec.param_derivative is not None:  # analytic partials, reduced per value
             params = dict(fixed)
             params.update({n: v.to(xc.dtype) for n, v in zip(learned, p, strict=True)})
-            parts = act._param_derivative(xc, params, learned)
+            partials = pick(xc.dtype)[2]
+            parts = (partials(xc, **params) if partials is not None
+                     else act._param_derivative(xc, params, learned))
             gp = [(gc * parts[n]).sum_to_size(v.shape).to(v.dtype)
                   for n, v in zip(learned, p, strict=True)]
             return (gx.to(x.dtype), *gp)
