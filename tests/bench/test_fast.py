@@ -4,7 +4,9 @@ Every case is checked with the catalog's own float32 criterion (``assert_accurat
 1e-5 relative to float64, beyond the inputs' rounding), forward and derivative (the
 backward with a unit output gradient). The functions are those the compiler receives,
 run eagerly (``ACTLAB_NO_COMPILE=1``) for every case; compiled kernels are checked on a
-few representative cases here and on every case under ``-m slow``.
+few representative cases here and on every case under ``-m slow``. Where the default
+fast path runs ATen's less accurate kernel (float32 GELU), the precise path is held to
+the criterion and the default one is checked to be exactly the native op.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 import actlab
 from actlab.catalog import fast
 from actlab.catalog.fast import FastActivationModule, fast_call, fast_stats
+from actlab.catalog.fast_forms import APPROXIMATE_KERNELS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "catalog"))
 from catalog_cases import assert_accurate, cases, gated_input, get, points
@@ -26,20 +29,22 @@ from catalog_cases import assert_accurate, cases, gated_input, get, points
 class FastView:
     """An activation seen through the fast path (float64 keeps the catalog's reference)."""
 
-    def __init__(self, act: actlab.Activation) -> None:
+    def __init__(self, act: actlab.Activation, precise: bool | None = None) -> None:
         self.act, self.gated, self.name = act, act.gated, act.name
+        # the catalog's tolerance is the precise path's contract
+        self.precise = act.name in APPROXIMATE_KERNELS if precise is None else precise
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float64:
             return self.act(x)
         with torch.no_grad():
-            return self.act.fast(x)
+            return self.act.fast(x, precise=self.precise)
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float64:
             return self.act.derivative(x)
         xr = x.detach().clone().requires_grad_(True)
-        y = self.act.fast(xr)
+        y = self.act.fast(xr, precise=self.precise)
         (g,) = torch.autograd.grad(y, xr, torch.ones_like(y))
         return g  # gated: [df/da, df/db] per output, the layout of Activation.derivative
 
@@ -75,7 +80,25 @@ COMPILED = [("mish", {}), ("gelu", {}), ("swiglu", {}), ("softplus", {"beta": 2.
 def test_compiled_within_catalog_tolerance(case):
     act = get(case)
     assert_accurate(FastView(act), _inputs(act), rtol=1e-5)
-    assert FastActivationModule(act).compiled(_inputs(act))
+    assert FastActivationModule(act, precise=True).path(_inputs(act)) == "compiled"
+
+
+@pytest.mark.parametrize("name", sorted(APPROXIMATE_KERNELS))
+def test_default_fast_path_runs_the_native_kernels(name):
+    """Float32 GELU: the default fast path is ATen's kernel pair, bit for bit F.gelu and its
+    autograd (the transformer default costs what it costs natively); precise compiles."""
+    act = actlab.get(name)
+    x = points(torch.float32) * 0.25
+    m = act.module(fast=True)
+    assert m.path(x) == "aten" and act.module(fast=True, precise=True).path(x) == "compiled"
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ya, yb = m(xa), act.native_fn(xb)
+    g = torch.randn(ya.shape, generator=torch.Generator().manual_seed(2))
+    ya.backward(g)
+    yb.backward(g)
+    assert torch.equal(ya, yb) and torch.equal(xa.grad, xb.grad)
+    with pytest.raises(AssertionError):  # and it is the less accurate one
+        assert_accurate(FastView(act, precise=False), x * 4, rtol=1e-5)
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from actlab.catalog.native import APPROXIMATE, native_module_fn
 from actlab.catalog.spec import ActivationSpec
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -239,24 +240,28 @@ class Activation:
             g = self._derivative(_upcast(t), self._params).to(t.dtype)
         return g.numpy() if was_numpy else g
 
-    def module(self, fast: bool = False) -> nn.Module:
+    def module(self, fast: bool = False, precise: bool = False) -> nn.Module:
         """A ``torch.nn.Module`` computing this activation.
 
-        Its backward is a custom ``autograd.Function`` that saves only the input and
-        recomputes f'(x) from it; learnable parameters are ``nn.Parameter`` s.
-        ``fast=True`` compiles forward and derivative (see :mod:`actlab.catalog.fast`).
+        Where PyTorch has the op (and its autograd saves no more than the input) the
+        module runs it directly, as fast as ``torch.nn``'s; otherwise its backward is a
+        custom ``autograd.Function`` that saves only the input and recomputes f'(x) from
+        it (see :mod:`actlab.catalog.native`). Learnable parameters are
+        ``nn.Parameter`` s. ``fast=True`` compiles forward and derivative (see
+        :mod:`actlab.catalog.fast`); ``precise=True`` never runs a native op that is
+        less accurate than the catalog (e.g. float32 ``F.gelu``'s lower tail).
         """
         if fast:
             from actlab.catalog.fast import FastActivationModule
 
-            return FastActivationModule(self)
-        return ActivationModule(self)
+            return FastActivationModule(self, precise=precise)
+        return ActivationModule(self, precise=precise)
 
-    def fast(self, x: Tensor) -> Tensor:
+    def fast(self, x: Tensor, precise: bool = False) -> Tensor:
         """f(x) through the compiled fast path (falls back to eager silently)."""
         from actlab.catalog.fast import fast_call
 
-        return fast_call(self, x)
+        return fast_call(self, x, precise=precise)
 
 
 class _MemoryEfficientFn(torch.autograd.Function):
@@ -302,7 +307,20 @@ class _MemoryEfficientFn(torch.autograd.Function):
 
 
 class ActivationModule(nn.Module):
-    """``nn.Module`` wrapper of an :class:`Activation` with a memory-efficient backward.
+    """``nn.Module`` wrapper of an :class:`Activation`, memory-efficient and fast.
+
+    Where PyTorch has the activation as a native op whose autograd saves no more than
+    the input (relu, leaky_relu, elu, silu, mish, gelu, ...; the list and the reasons are
+    in :mod:`actlab.catalog.native`), the module calls that op: a training step costs what
+    it costs with ``torch.nn``'s module. Otherwise (no native op, learned parameters,
+    ``precise=True``) its backward is a custom ``autograd.Function`` that saves only the
+    input and recomputes f'(x) from the analytic derivative.
+
+    Args:
+        act: the activation.
+        precise: never run a native op that is less accurate than the catalog's
+            tolerance (``gelu``, ``gelu_tanh``, ``sigmoid``, ``tanh``, ``glu``: see
+            :data:`actlab.catalog.native.APPROXIMATE`); use the catalog's stable formulas.
 
     Shape: ``(*, H)`` -> ``(*, H)``; gated activations: ``(*, 2H)`` -> ``(*, H)``.
 
@@ -312,16 +330,31 @@ class ActivationModule(nn.Module):
         torch.Size([4, 8])
     """
 
-    def __init__(self, act: Activation) -> None:
+    def __init__(self, act: Activation, precise: bool = False) -> None:
         super().__init__()
         self.act = act
+        self.precise = bool(precise)
         self._learned = tuple(act.learn)
         for name in self._learned:
             self.register_parameter(
                 name, nn.Parameter(torch.tensor(act.params[name], dtype=torch.get_default_dtype()))
             )
+        native = native_module_fn(act, self._learned)
+        if self.precise and act.spec.name in APPROXIMATE:
+            native = None
+        self._native = native
+        self._gated = act.gated
+
+    @property
+    def native(self) -> bool:
+        """Whether the module runs PyTorch's native op (see :mod:`actlab.catalog.native`)."""
+        return self._native is not None
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._native is not None:
+            if self._gated:
+                self.act._check_gated(x)
+            return self._native(x)
         learned = [getattr(self, n) for n in self._learned]
         return _MemoryEfficientFn.apply(self.act, self._learned, x, *learned)
 
@@ -334,5 +367,5 @@ class ActivationModule(nn.Module):
         params = self.act.params
         fixed = ", ".join(f"{k}={v:g}" for k, v in params.items() if k not in self._learned)
         learned = ", ".join(f"{k}=learned" for k in self._learned)
-        inner = ", ".join(s for s in (fixed, learned) if s)
+        inner = ", ".join(s for s in (fixed, learned, "precise" if self.precise else "") if s)
         return f"{self.act.name}{', ' if inner else ''}{inner}"

@@ -51,7 +51,12 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from actlab.catalog.activation import Activation, ActivationModule, _as_tensor
-from actlab.catalog.fast_forms import FAST_FORMS, NATIVE_FORWARD, NATIVE_KERNELS
+from actlab.catalog.fast_forms import (
+    APPROXIMATE_KERNELS,
+    FAST_FORMS,
+    NATIVE_FORWARD,
+    NATIVE_KERNELS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -187,10 +192,15 @@ def _functions(
 
 
 def _native_functions(
-    act: Activation,
+    act: Activation, precise: bool = False
 ) -> tuple[Callable[..., Tensor], Callable[..., tuple[Tensor, ...]]] | None:
-    """ATen's exact single-pass kernels, for the piecewise-linear built-ins that have them."""
-    kernels = NATIVE_KERNELS.get(act.spec.name) if act.spec.builtin else None
+    """ATen's single-pass kernels: exact ones for the piecewise-linear built-ins, and
+    (unless ``precise``) the faster, less accurate ones of :data:`APPROXIMATE_KERNELS`."""
+    if not act.spec.builtin:
+        return None
+    kernels = NATIVE_KERNELS.get(act.spec.name)
+    if kernels is None and not precise:
+        kernels = APPROXIMATE_KERNELS.get(act.spec.name)
     if kernels is None:
         return None
     forward, backward = kernels
@@ -215,10 +225,12 @@ class _Kernels:
     ``ACTLAB_NO_COMPILE``).
     """
 
-    def __init__(self, act: Activation, learned: tuple[str, ...], tag: str) -> None:
+    def __init__(
+        self, act: Activation, learned: tuple[str, ...], tag: str, precise: bool = False
+    ) -> None:
         self.act = act
         self.learned = learned
-        native = None if learned else _native_functions(act)
+        native = None if learned else _native_functions(act, precise)
         self.fwd, self.bwd = native or _functions(act, learned)
         # which directions run ATen's own kernels (never compiled)
         self.aten: set[str] = {"fwd", "bwd"} if native else set()
@@ -288,17 +300,19 @@ class _Kernels:
         return self._run("bwd", x, g, *p)
 
 
-def _kernels(act: Activation, learned: tuple[str, ...], x: Tensor) -> _Kernels:
+def _kernels(
+    act: Activation, learned: tuple[str, ...], x: Tensor, precise: bool = False
+) -> _Kernels:
     spec = act.spec
     values = tuple(sorted((k, v) for k, v in act.params.items() if k not in learned))
-    key = (id(spec), values, learned, x.dtype, str(x.device), compile_disabled())
+    key = (id(spec), values, learned, x.dtype, str(x.device), compile_disabled(), precise)
     with _LOCK:
         k = _CACHE.get(key)
         if k is not None:
             _CACHE.move_to_end(key)
             return k
     tag = f"{spec.name}_{len(_CACHE)}".replace("-", "_")
-    k = _Kernels(act, learned, "".join(c if c.isalnum() else "_" for c in tag))
+    k = _Kernels(act, learned, "".join(c if c.isalnum() else "_" for c in tag), precise)
     k.spec = spec  # keeps id(spec) alive while the entry is cached
     with _LOCK:
         k = _CACHE.setdefault(key, k)
@@ -351,21 +365,26 @@ class _FastFn(torch.autograd.Function):
         return (None, grad_x, *gp)
 
 
-def _apply(act: Activation, learned: tuple[str, ...], x: Tensor, p: Sequence[Tensor]) -> Tensor:
+def _apply(
+    act: Activation, learned: tuple[str, ...], x: Tensor, p: Sequence[Tensor],
+    precise: bool = False,
+) -> Tensor:
     if x.numel() == 0:
         return act._forward(x, {**act.params, **dict(zip(learned, p, strict=True))})
-    kernels = _kernels(act, learned, x)
+    kernels = _kernels(act, learned, x, precise)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in p))
     if needs_grad:
         return _FastFn.apply(kernels, x, *p)
     return kernels.forward(_flat(act, x), p).view(_out_shape(act, x))
 
 
-def fast_call(act: Activation, x: Any) -> Any:
+def fast_call(act: Activation, x: Any, precise: bool = False) -> Any:
     """f(x) through the compiled fast path, differentiable with respect to ``x``.
 
     Hyper-parameters are the activation's fixed values (use
     ``act.module(fast=True)`` to learn them). Tensors in, tensor out; NumPy in, NumPy out.
+    ``precise=True`` never runs ATen's less accurate kernels
+    (:data:`~actlab.catalog.fast_forms.APPROXIMATE_KERNELS`, e.g. float32 GELU).
 
     Example:
         >>> x = torch.randn(4, 6, requires_grad=True)
@@ -373,7 +392,7 @@ def fast_call(act: Activation, x: Any) -> Any:
         torch.Size([4, 3])
     """
     t, was_numpy = _as_tensor(x)
-    y = _apply(act, (), t, ())
+    y = _apply(act, (), t, (), precise)
     return y.numpy() if was_numpy else y
 
 
@@ -381,8 +400,9 @@ class FastActivationModule(ActivationModule):
     """``nn.Module`` running an :class:`Activation` through compiled fused kernels.
 
     Same interface, parameters and state dict as :class:`ActivationModule`; the forward
-    and the backward are each one compiled element-wise kernel, and only the input is
-    saved for backward.
+    and the backward are each one compiled element-wise kernel (or ATen's own, see
+    :meth:`path`), and only the input is saved for backward. ``precise=True`` never runs
+    ATen's less accurate kernels (float32 GELU's lower tail).
 
     Shape: ``(*, H)`` -> ``(*, H)``; gated activations: ``(*, 2H)`` -> ``(*, H)``.
 
@@ -394,13 +414,13 @@ class FastActivationModule(ActivationModule):
 
     def forward(self, x: Tensor) -> Tensor:
         learned = [getattr(self, n) for n in self._learned]
-        return _apply(self.act, self._learned, x, learned)
+        return _apply(self.act, self._learned, x, learned, self.precise)
 
     def path(self, x: Tensor) -> str:
         """How inputs like ``x`` run: ``"compiled"``, ``"aten"`` (ATen's own single-pass
-        kernels, for piecewise-linear built-ins), ``"aten+compiled"`` (ATen forward,
-        compiled backward) or ``"eager"`` (after a fall-back)."""
-        return _kernels(self.act, self._learned, x).path
+        kernels, for piecewise-linear built-ins and float32 GELU), ``"aten+compiled"``
+        (ATen forward, compiled backward) or ``"eager"`` (after a fall-back)."""
+        return _kernels(self.act, self._learned, x, self.precise).path
 
     def compiled(self, x: Tensor) -> bool:
         """Whether inputs like ``x`` run through fused kernels (compiled or ATen's)."""

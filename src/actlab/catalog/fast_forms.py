@@ -460,6 +460,14 @@ NATIVE_KERNELS: dict[str, tuple[Callable[..., Tensor], Callable[..., Tensor]]] =
 }
 
 
+# Faster ATen kernels that are less accurate than the catalog's tolerance somewhere (see
+# actlab.catalog.native.APPROXIMATE): the default fast path, as the default module runs
+# them; ``precise=True`` compiles the forms above instead.
+APPROXIMATE_KERNELS: dict[str, tuple[Callable[..., Tensor], Callable[..., Tensor]]] = {
+    "gelu": (F.gelu, lambda x, g: _A.gelu_backward(g, x)),
+}
+
+
 # Native forwards that are as accurate as the catalog's (they pass its float32 tolerance)
 # and faster than inductor's loop (ATen's loops are unrolled): params -> callable or None.
 # The backward stays the compiled (x, g) kernel.
