@@ -76,7 +76,7 @@ def test_gated_row_and_activation_without_native():
     row = bench_activation("swiglu", size=8192, backward=False, eager=False, **QUICK)
     assert row.gated and row.floor_fb == 2.0 and row.native is None
     assert math.isnan(row.fwd_native) and math.isnan(row.fb_fast)
-    assert row.saved_fast == 4.0 and row.saved_composite == 8.0
+    assert row.saved_fast == 4.0 and row.saved_composite >= 8.0  # a, b and more
     with pytest.raises(ValueError, match="even"):
         bench_activation("glu", size=4097, **QUICK)
 

@@ -1,8 +1,15 @@
 """The activation object: a spec bound to parameter values.
 
 ``Activation`` is what ``actlab.get`` returns. It is callable on tensors (and NumPy
-arrays), knows its analytic derivative, and builds ``nn.Module`` s whose backward is a
-memory-efficient custom ``autograd.Function`` (it saves only its input).
+arrays), knows its analytic derivative, and builds ``nn.Module`` s that run PyTorch's
+native op where it saves no more than the input (:mod:`actlab.catalog.native`), and a
+memory-efficient custom ``autograd.Function`` (it saves only its input) otherwise.
+
+NaN and +-inf inputs get one answer on every path (``act(x)``, ``act.derivative(x)``,
+the modules, the fast path): an activation that PyTorch implements gives PyTorch's values
+of f and f' (e.g. relu'(NaN) = 1, gelu'(+-inf) = NaN, as ``torch.nn`` computes them, so
+that swapping modules never changes a model's numbers); any other gives NaN at NaN and
+the limits of f and f' at +-inf (NaN where there is none, e.g. ``sine``).
 """
 
 from __future__ import annotations
