@@ -206,3 +206,37 @@ def test_glu_matches_native_gate_order():
     assert actlab.get("geglu")(torch.tensor([[1.0, 1.0]])).item() == pytest.approx(
         0.5 * (1 + math.erf(1 / math.sqrt(2)))
     )
+
+
+# ------------------------------------------------------------------------------ chunking
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", ["serf", "swiglu", "tanhexp", "gelu"])
+def test_chunked_function_equals_whole_tensor(name, dtype, monkeypatch):
+    """Large inputs run chunk by chunk (the last chunk ragged, inputs not contiguous):
+    the same values and gradients as one pass over the whole tensor."""
+    from actlab.catalog import activation as A
+
+    act = actlab.get(name)
+    base = torch.randn(6, 10, 14, generator=torch.Generator().manual_seed(5)).to(dtype)
+    x = base.transpose(0, 1)  # (10, 6, 14), not contiguous
+    results = []
+    for chunk in (1 << 40, 98):  # whole; 7 rows of 14 per chunk (60 rows: the last has 4)
+        monkeypatch.setitem(A.EAGER_CHUNK, "cpu", chunk)
+        module = act.module(precise=True)
+        xr = x.detach().clone().requires_grad_(True)
+        y = module(xr)
+        g = torch.linspace(-1, 1, y.numel()).reshape(y.shape).to(dtype)
+        y.backward(g)
+        results.append((y.detach(), xr.grad))
+    (y0, g0), (y1, g1) = results
+    assert y1.shape == y0.shape and g1.shape == x.shape and g1.dtype == dtype
+    torch.testing.assert_close(y1, y0, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(g1, g0, rtol=1e-6, atol=1e-7)
+
+
+def test_chunked_gated_error_names_the_whole_tensor(monkeypatch):
+    from actlab.catalog import activation as A
+
+    monkeypatch.setitem(A.EAGER_CHUNK, "cpu", 4)
+    with pytest.raises(ValueError, match=r"shape \(3, 7\)"):
+        actlab.get("swiglu").module()(torch.randn(3, 7))

@@ -271,8 +271,37 @@ class Activation:
         return fast_call(self, x, precise=precise)
 
 
+#: elements per chunk of the memory-efficient Function's eager computations, per device
+#: type (absent: the whole tensor at once). On the CPU, chunks that fit in the L2 cache keep
+#: the formulas' intermediate tensors small: a backward then holds the gradient it returns
+#: plus a few chunks, not several input-sized temporaries (``benchmarks/memory.py``).
+EAGER_CHUNK: dict[str, int] = {"cpu": 1 << 18}
+
+
+def _chunked(
+    fn: Any, x: Tensor, others: tuple[Tensor, ...], out_last: int, dtype: torch.dtype
+) -> Tensor | None:
+    """``fn(x, *others)`` computed in row chunks of the last dimension into one output of
+    shape ``(*x.shape[:-1], out_last)``; ``None`` when ``x`` is small enough (or on a
+    device without chunking) to compute at once."""
+    size = EAGER_CHUNK.get(x.device.type)
+    if size is None or x.numel() <= size or x.dim() == 0:
+        return None
+    width = x.shape[-1]
+    rows = [t.reshape(-1, t.shape[-1]) for t in (x, *others)]
+    out = torch.empty((rows[0].shape[0], out_last), dtype=dtype, device=x.device)
+    step = max(1, size // max(width, 1))
+    for i in range(0, rows[0].shape[0], step):
+        out[i : i + step] = fn(*(r[i : i + step] for r in rows))
+    return out.view(*x.shape[:-1], out_last)
+
+
 class _MemoryEfficientFn(torch.autograd.Function):
-    """Forward saves only x (and learned parameters); backward recomputes f'(x)."""
+    """Forward saves only x (and learned parameters); backward recomputes f'(x).
+
+    Without learned parameters, large tensors are computed in chunks
+    (:data:`EAGER_CHUNK`), so that the formulas' intermediates stay chunk-sized.
+    """
 
     @staticmethod
     def forward(ctx: Any, act: Activation, names: tuple[str, ...], x: Tensor, *learned: Tensor):
@@ -281,6 +310,14 @@ class _MemoryEfficientFn(torch.autograd.Function):
         ctx.act, ctx.names = act, names
         ctx.save_for_backward(x, *learned)
         with torch.no_grad():
+            if not learned and x.dim() > 0:
+                if act.gated:
+                    act._check_gated(x)  # the error names the whole tensor, not a chunk
+                width = x.shape[-1] // 2 if act.gated else x.shape[-1]
+                y = _chunked(lambda t: act._forward(_upcast(t), params).to(t.dtype), x, (),
+                             width, x.dtype)
+                if y is not None:
+                    return y
             return act._forward(_upcast(x), params).to(x.dtype)
 
     @staticmethod
@@ -290,15 +327,21 @@ class _MemoryEfficientFn(torch.autograd.Function):
         params: dict[str, Any] = dict(act._params)
         params.update(zip(ctx.names, learned, strict=True))
         grad_x = None
-        xc = _upcast(x)
         if ctx.needs_input_grad[2]:
-            d = act._derivative(xc, params).to(grad_out.dtype)
-            # gated: out_i depends on a_i and b_i, so both halves take the same grad_out
-            g = torch.cat([grad_out, grad_out], dim=-1) if act.gated else grad_out
-            grad_x = g * d
+
+            def grad(xs: Tensor, gs: Tensor) -> Tensor:
+                d = act._derivative(_upcast(xs), params).to(gs.dtype)
+                # gated: out_i depends on a_i and b_i, so both halves take the same grad_out
+                return (torch.cat([gs, gs], dim=-1) if act.gated else gs) * d
+
+            if not learned:
+                grad_x = _chunked(grad, x, (grad_out,), x.shape[-1], grad_out.dtype)
+            if grad_x is None:
+                grad_x = grad(x, grad_out)
         grads_p: list[Tensor | None] = [None] * len(learned)
         wanted = [i for i, _ in enumerate(learned) if ctx.needs_input_grad[3 + i]]
         if wanted:
+            xc = _upcast(x)
             # parameter gradients: recompute f from the saved input with autograd
             with torch.enable_grad():
                 leaves = [p.detach().requires_grad_(True) for p in learned]
