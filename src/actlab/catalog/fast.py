@@ -52,8 +52,8 @@ from torch.autograd.function import once_differentiable
 
 from actlab.catalog.activation import Activation, ActivationModule, _as_tensor
 from actlab.catalog.fast_forms import (
-    APPROXIMATE_KERNELS,
     FAST_FORMS,
+    NATIVE_AUTOGRAD,
     NATIVE_FORWARD,
     NATIVE_KERNELS,
 )
@@ -192,15 +192,10 @@ def _functions(
 
 
 def _native_functions(
-    act: Activation, precise: bool = False
+    act: Activation,
 ) -> tuple[Callable[..., Tensor], Callable[..., tuple[Tensor, ...]]] | None:
-    """ATen's single-pass kernels: exact ones for the piecewise-linear built-ins, and
-    (unless ``precise``) the faster, less accurate ones of :data:`APPROXIMATE_KERNELS`."""
-    if not act.spec.builtin:
-        return None
-    kernels = NATIVE_KERNELS.get(act.spec.name)
-    if kernels is None and not precise:
-        kernels = APPROXIMATE_KERNELS.get(act.spec.name)
+    """ATen's exact single-pass kernels, for the piecewise-linear built-ins that have them."""
+    kernels = NATIVE_KERNELS.get(act.spec.name) if act.spec.builtin else None
     if kernels is None:
         return None
     forward, backward = kernels
@@ -218,8 +213,10 @@ def _native_functions(
 class _Kernels:
     """Compiled forward and backward of one activation, for one dtype and device.
 
-    ``path`` says how they run: ``"compiled"``; ``"aten"`` (ATen's own single-pass
-    kernels, for piecewise-linear built-ins without learned parameters);
+    ``path`` says how they run: ``"native"`` (the native op with PyTorch's autograd:
+    :data:`~actlab.catalog.fast_forms.NATIVE_AUTOGRAD`, unless ``precise``);
+    ``"compiled"``; ``"aten"`` (ATen's own single-pass kernels, for piecewise-linear
+    built-ins without learned parameters);
     ``"aten+compiled"`` (ATen's forward where it is as accurate and faster, compiled
     backward); or ``"eager"`` (the functions uncompiled, after a fall-back or with
     ``ACTLAB_NO_COMPILE``).
@@ -230,7 +227,9 @@ class _Kernels:
     ) -> None:
         self.act = act
         self.learned = learned
-        native = None if learned else _native_functions(act, precise)
+        factory = NATIVE_AUTOGRAD.get(act.spec.name) if act.spec.builtin else None
+        self.autograd = None if learned or precise or factory is None else factory(act.params)
+        native = None if learned else _native_functions(act)
         self.fwd, self.bwd = native or _functions(act, learned)
         # which directions run ATen's own kernels (never compiled)
         self.aten: set[str] = {"fwd", "bwd"} if native else set()
@@ -242,6 +241,8 @@ class _Kernels:
                 self.aten.add("fwd")
         self.error: str | None = None
         self._compiled: dict[str, Callable[..., Any]] = {}
+        if self.autograd is not None:
+            self.aten = {"fwd", "bwd"}
         self.compiling = len(self.aten) < 2 and not compile_disabled()
         if len(self.aten) < 2 and not self.compiling:
             self.error = f"{NO_COMPILE_ENV} is set"
@@ -253,6 +254,8 @@ class _Kernels:
 
     @property
     def path(self) -> str:
+        if self.autograd is not None:
+            return "native"
         if self.native:
             return "aten"
         if not self.compiling:
@@ -372,6 +375,10 @@ def _apply(
     if x.numel() == 0:
         return act._forward(x, {**act.params, **dict(zip(learned, p, strict=True))})
     kernels = _kernels(act, learned, x, precise)
+    if kernels.autograd is not None:
+        if act.gated:
+            act._check_gated(x)
+        return kernels.autograd(x)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in p))
     if needs_grad:
         return _FastFn.apply(kernels, x, *p)
@@ -383,8 +390,8 @@ def fast_call(act: Activation, x: Any, precise: bool = False) -> Any:
 
     Hyper-parameters are the activation's fixed values (use
     ``act.module(fast=True)`` to learn them). Tensors in, tensor out; NumPy in, NumPy out.
-    ``precise=True`` never runs ATen's less accurate kernels
-    (:data:`~actlab.catalog.fast_forms.APPROXIMATE_KERNELS`, e.g. float32 GELU).
+    ``precise=True`` never runs the less accurate native ops
+    (:data:`~actlab.catalog.fast_forms.NATIVE_AUTOGRAD`: gelu, sigmoid, glu).
 
     Example:
         >>> x = torch.randn(4, 6, requires_grad=True)
@@ -401,8 +408,9 @@ class FastActivationModule(ActivationModule):
 
     Same interface, parameters and state dict as :class:`ActivationModule`; the forward
     and the backward are each one compiled element-wise kernel (or ATen's own, see
-    :meth:`path`), and only the input is saved for backward. ``precise=True`` never runs
-    ATen's less accurate kernels (float32 GELU's lower tail).
+    :meth:`path`), and only the input is saved for backward (or, on the ``"native"``
+    path, what PyTorch's op saves: sigmoid its output). ``precise=True`` never runs the
+    less accurate native ops (float32 GELU's lower tail, sigmoid's upper one).
 
     Shape: ``(*, H)`` -> ``(*, H)``; gated activations: ``(*, 2H)`` -> ``(*, H)``.
 
@@ -418,8 +426,9 @@ class FastActivationModule(ActivationModule):
 
     def path(self, x: Tensor) -> str:
         """How inputs like ``x`` run: ``"compiled"``, ``"aten"`` (ATen's own single-pass
-        kernels, for piecewise-linear built-ins and float32 GELU), ``"aten+compiled"``
-        (ATen forward, compiled backward) or ``"eager"`` (after a fall-back)."""
+        kernels, for piecewise-linear built-ins), ``"native"`` (the native op and its
+        autograd: gelu, sigmoid, glu unless ``precise``), ``"aten+compiled"`` (ATen
+        forward, compiled backward) or ``"eager"`` (after a fall-back)."""
         return _kernels(self.act, self._learned, x, self.precise).path
 
     def compiled(self, x: Tensor) -> bool:

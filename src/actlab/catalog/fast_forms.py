@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -479,11 +480,15 @@ NATIVE_KERNELS: dict[str, tuple[Callable[..., Tensor], Callable[..., Tensor]]] =
 }
 
 
-# Faster ATen kernels that are less accurate than the catalog's tolerance somewhere (see
-# actlab.catalog.native.APPROXIMATE): the default fast path, as the default module runs
-# them; ``precise=True`` compiles the forms above instead.
-APPROXIMATE_KERNELS: dict[str, tuple[Callable[..., Tensor], Callable[..., Tensor]]] = {
-    "gelu": (F.gelu, lambda x, g: _A.gelu_backward(g, x)),
+# Native ops that are faster than the compiled forms and less accurate than the catalog's
+# tolerance somewhere (actlab.catalog.native.APPROXIMATE): the default fast path runs them
+# with PyTorch's own autograd, as the default module does (sigmoid's backward reads the
+# saved output in one pass; float32 GELU's erf kernel beats the erfc form); params ->
+# callable. ``precise=True`` compiles the forms above instead.
+NATIVE_AUTOGRAD: dict[str, Callable[[dict[str, float]], Callable[[Tensor], Tensor]]] = {
+    "gelu": lambda p: F.gelu,
+    "sigmoid": lambda p: torch.sigmoid,
+    "glu": lambda p: partial(F.glu, dim=-1),
 }
 
 
