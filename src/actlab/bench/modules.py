@@ -183,15 +183,14 @@ def bench_modules(
             g = torch.Generator().manual_seed(seed)
             x = torch.randn(batch, *shape, generator=g).to(dev)
             y = torch.randint(0, 10, (batch,), generator=g).to(dev)
-            fns = {
-                "actlab": _stepper(swap_activations(base, act.module), x, y),
-                "function": _stepper(swap_activations(base, lambda act=act: function_module(act)),
-                                     x, y),
+            makers: dict[str, Callable[[], nn.Module]] = {
+                "actlab": act.module,
+                "function": lambda act=act: function_module(act),
             }
             if nn_module(act) is not None:
-                fns["native"] = _stepper(
-                    swap_activations(base, lambda act=act: nn_module(act)).to(dev), x, y
-                )
+                makers["native"] = lambda act=act: nn_module(act)
+            fns = {k: _stepper(swap_activations(base, make).to(dev), x, y)
+                   for k, make in makers.items()}
             t = measure(fns, min_run_time=min_run_time, rounds=rounds, clock=clock)
             row = ModuleRow(
                 model=model_name, activation=act.name, dispatch=act.module().native,
