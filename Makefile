@@ -37,6 +37,9 @@ test-all: install browser lint
 
 bench: install
 	$(PY) benchmarks/kernels.py
+	$(PY) benchmarks/modules.py
+	$(PY) benchmarks/memory.py
+	$(PY) benchmarks/accuracy.py
 	$(PY) benchmarks/training.py
 
 clean:

@@ -15,7 +15,7 @@ from torch import nn
 
 import actlab
 from actlab.bench.accuracy import path_errors
-from actlab.catalog.native import APPROXIMATE, NATIVE_MODULE, native_module_fn
+from actlab.catalog.native import APPROXIMATE, NATIVE_MODULE, describe, native_module_fn
 
 DISPATCHED = [pytest.param(c, id=case_id(c)) for c in CASES if get(c).module().native]
 
@@ -66,6 +66,9 @@ def test_what_keeps_the_memory_efficient_function():
     assert not actlab.get("gelu").module(precise=True).native
     assert actlab.get("relu").module(precise=True).native  # exact: precise changes nothing
     assert native_module_fn(actlab.get("relu"), learned=("alpha",)) is None
+    assert describe(actlab.get("gelu")) == {"native": True, "approximate": APPROXIMATE["gelu"]}
+    assert describe(actlab.get("relu")) == {"native": True, "approximate": None}
+    assert describe(actlab.get("swiglu")) == {"native": False, "approximate": None}
 
 
 @pytest.mark.parametrize("case", DISPATCHED)
