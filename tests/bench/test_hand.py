@@ -30,3 +30,16 @@ def test_hand_formula_takes_the_parameters():
     act = actlab.get("softplus", beta=2.0, threshold=5.0)
     x = torch.linspace(-4.0, 4.0, 33, dtype=torch.float64)
     torch.testing.assert_close(hand_formula(act)(x), act(x))
+
+
+def test_each_compiled_hand_formula_has_its_own_code_object():
+    """dynamo caches graphs per code object: shared closures would hit its recompile limit
+    and run later activations eagerly without a word."""
+    from actlab.bench.kernels import compile_hand
+
+    a = compile_hand(hand_formula(actlab.get("elu")), "elu")[0]
+    b = compile_hand(hand_formula(actlab.get("celu")), "celu")[0]
+    codes = [getattr(f, "_torchdynamo_orig_callable", f).__code__ for f in (a, b)]
+    assert codes[0] is not codes[1]
+    x = torch.linspace(-2, 2, 9)
+    torch.testing.assert_close(a(x), actlab.get("elu")(x))
