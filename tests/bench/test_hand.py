@@ -41,5 +41,3 @@ def test_each_compiled_hand_formula_has_its_own_code_object():
     b = compile_hand(hand_formula(actlab.get("celu")), "celu")[0]
     codes = [getattr(f, "_torchdynamo_orig_callable", f).__code__ for f in (a, b)]
     assert codes[0] is not codes[1]
-    x = torch.linspace(-2, 2, 9)
-    torch.testing.assert_close(a(x), actlab.get("elu")(x))
