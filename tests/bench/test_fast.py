@@ -212,6 +212,21 @@ def test_compilation_is_cached_across_calls_and_shapes():
     assert fast_stats().compiles == after_first
 
 
+def test_gated_kernels_are_shared_across_row_counts():
+    """Gated kernels take any number of rows; the row width is static (one kernel each)."""
+    act = actlab.get("swiglu")
+    m = act.module(fast=True)
+    m(torch.randn(3, 24, requires_grad=True)).sum().backward()
+    after_first = fast_stats().compiles
+    for rows in (1, 7, 100):
+        x = torch.randn(rows, 24, requires_grad=True)
+        m(x).sum().backward()
+        torch.testing.assert_close(x.grad, act.derivative(x.detach()), rtol=1e-5, atol=1e-6)
+    assert fast_stats().compiles == after_first
+    m(torch.randn(2, 40, requires_grad=True)).sum().backward()  # a new width compiles
+    assert fast_stats().compiles > after_first
+
+
 def test_fast_call_is_differentiable(eager):
     act = actlab.get("silu", beta=1.5)
     x = torch.randn(40, dtype=torch.float64, requires_grad=True)
