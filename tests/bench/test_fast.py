@@ -218,7 +218,7 @@ def test_gated_kernels_are_shared_across_row_counts():
     m = act.module(fast=True)
     m(torch.randn(3, 24, requires_grad=True)).sum().backward()
     after_first = fast_stats().compiles
-    for rows in (1, 7, 100):
+    for rows in (7, 100, 33):  # (a single row would be specialised by dynamo)
         x = torch.randn(rows, 24, requires_grad=True)
         m(x).sum().backward()
         torch.testing.assert_close(x.grad, act.derivative(x.detach()), rtol=1e-5, atol=1e-6)
