@@ -188,14 +188,21 @@ def _swap(model: nn.Module, make: Callable[[], nn.Module]) -> nn.Module:
     return model
 
 
+#: where Debian's dataset-fashion-mnist package puts the real files
+DEBIAN_DATA = "/usr/share/datasets"
+
+
 def _cnn(act: Activation, batch: int, device: torch.device):
     from actlab.experiments.data import load_dataset
     from actlab.experiments.data.core import DataError
     from actlab.experiments.models import CNN
 
     try:
-        ds = load_dataset("fashion_mnist")
-        x, y = ds.x_train[:batch], ds.y_train[:batch]
+        try:
+            ds = load_dataset("fashion_mnist")  # $ACTLAB_DATA_DIR
+        except DataError:
+            ds = load_dataset("fashion_mnist", data_dir=DEBIAN_DATA)
+        x, y = ds.x_train[:batch].clone(), ds.y_train[:batch].clone()  # not views of all
         source = "Fashion-MNIST"
     except (DataError, OSError):
         g = torch.Generator().manual_seed(0)
