@@ -48,6 +48,9 @@ test-all: install system lint
 
 bench: install
 	$(PY) benchmarks/kernels.py
+	$(PY) benchmarks/modules.py
+	$(PY) benchmarks/memory.py
+	$(PY) benchmarks/accuracy.py
 	$(PY) benchmarks/training.py
 
 # Re-resolve every version from pyproject.toml's ranges and requirements.in (pip-tools, in a

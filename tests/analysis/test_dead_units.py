@@ -77,9 +77,9 @@ def test_context_manager_reset_and_window():
 
 def test_threshold_and_smooth_activations():
     torch.manual_seed(1)
-    # actlab's gelu (x Phi(x) with erfc) is -1e-196 at -30 in float64: tiny but not zero;
-    # torch's nn.GELU computes 1 + erf(-21.2) = 0 there, an exact zero
-    model = nn.Sequential(nn.Linear(4, 6), actlab.get("gelu").module()).double()
+    # actlab's precise gelu (x Phi(x) with erfc) is -1e-196 at -30 in float64: tiny but not
+    # zero; torch's nn.GELU (the default module) computes 1 + erf(-21.2) = 0, an exact zero
+    model = nn.Sequential(nn.Linear(4, 6), actlab.get("gelu").module(precise=True)).double()
     with torch.no_grad():
         model[0].bias[0] = -30.0
     x = torch.randn(16, 4, dtype=torch.float64)

@@ -1,8 +1,15 @@
 """The activation object: a spec bound to parameter values.
 
 ``Activation`` is what ``actlab.get`` returns. It is callable on tensors (and NumPy
-arrays), knows its analytic derivative, and builds ``nn.Module`` s whose backward is a
-memory-efficient custom ``autograd.Function`` (it saves only its input).
+arrays), knows its analytic derivative, and builds ``nn.Module`` s that run PyTorch's
+native op where it saves no more than the input (:mod:`actlab.catalog.native`), and a
+memory-efficient custom ``autograd.Function`` (it saves only its input) otherwise.
+
+NaN and +-inf inputs get one answer on every path (``act(x)``, ``act.derivative(x)``,
+the modules, the fast path): an activation that PyTorch implements gives PyTorch's values
+of f and f' (e.g. relu'(NaN) = 1, gelu'(+-inf) = NaN, as ``torch.nn`` computes them, so
+that swapping modules never changes a model's numbers); any other gives NaN at NaN and
+the limits of f and f' at +-inf (NaN where there is none, e.g. ``sine``).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from torch import Tensor, nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import is_lazy
 
+from actlab.catalog.native import APPROXIMATE, native_module_fn
 from actlab.catalog.spec import ActivationSpec
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -295,12 +303,18 @@ class Activation:
             out[n] = full.numpy() if was_numpy else full
         return out
 
-    def module(self, fast: bool = False, channels: int | None = None) -> nn.Module:
+    def module(
+        self, fast: bool = False, channels: int | None = None, precise: bool = False
+    ) -> nn.Module:
         """A ``torch.nn.Module`` computing this activation.
 
-        Its backward is a custom ``autograd.Function`` that saves only the input and
-        recomputes f'(x) from it; learnable parameters are ``nn.Parameter`` s.
-        ``fast=True`` compiles forward and derivative (see :mod:`actlab.catalog.fast`).
+        Where PyTorch has the op (and its autograd saves no more than the input) the
+        module runs it directly, as fast as ``torch.nn``'s; otherwise its backward is a
+        custom ``autograd.Function`` that saves only the input and recomputes f'(x) from
+        it (see :mod:`actlab.catalog.native`). Learnable parameters are
+        ``nn.Parameter`` s. ``fast=True`` compiles forward and derivative (see
+        :mod:`actlab.catalog.fast`); ``precise=True`` never runs a native op that is
+        less accurate than the catalog (e.g. float32 ``F.gelu``'s lower tail).
 
         ``channels``: the number of channels of per-channel parameters (the spec's
         ``per_channel``, e.g. DyT's gamma and beta on the last dimension). Without it,
@@ -314,14 +328,40 @@ class Activation:
         if fast:
             from actlab.catalog.fast import FastActivationModule, LazyFastActivationModule
 
-            return (LazyFastActivationModule if lazy else FastActivationModule)(self, channels)
-        return (LazyActivationModule if lazy else ActivationModule)(self, channels)
+            cls = LazyFastActivationModule if lazy else FastActivationModule
+            return cls(self, channels, precise=precise)
+        return (LazyActivationModule if lazy else ActivationModule)(self, channels, precise=precise)
 
-    def fast(self, x: Tensor) -> Tensor:
+    def fast(self, x: Tensor, precise: bool = False) -> Tensor:
         """f(x) through the compiled fast path (falls back to eager silently)."""
         from actlab.catalog.fast import fast_call
 
-        return fast_call(self, x)
+        return fast_call(self, x, precise=precise)
+
+
+#: elements per chunk of the memory-efficient Function's eager computations, per device
+#: type (absent: the whole tensor at once). On the CPU, chunks that fit in the L2 cache keep
+#: the formulas' intermediate tensors small: a backward then holds the gradient it returns
+#: plus a few chunks, not several input-sized temporaries (``benchmarks/memory.py``).
+EAGER_CHUNK: dict[str, int] = {"cpu": 1 << 18}
+
+
+def _chunked(
+    fn: Any, x: Tensor, others: tuple[Tensor, ...], out_last: int, dtype: torch.dtype
+) -> Tensor | None:
+    """``fn(x, *others)`` computed in row chunks of the last dimension into one output of
+    shape ``(*x.shape[:-1], out_last)``; ``None`` when ``x`` is small enough (or on a
+    device without chunking) to compute at once."""
+    size = EAGER_CHUNK.get(x.device.type)
+    if size is None or x.numel() <= size or x.dim() == 0:
+        return None
+    width = x.shape[-1]
+    rows = [t.reshape(-1, t.shape[-1]) for t in (x, *others)]
+    out = torch.empty((rows[0].shape[0], out_last), dtype=dtype, device=x.device)
+    step = max(1, size // max(width, 1))
+    for i in range(0, rows[0].shape[0], step):
+        out[i : i + step] = fn(*(r[i : i + step] for r in rows))
+    return out.view(*x.shape[:-1], out_last)
 
 
 def _channel_view(x: Tensor, p: Tensor, dim: int) -> Tensor:
@@ -368,7 +408,11 @@ def reduce_param_grads(
 
 
 class _MemoryEfficientFn(torch.autograd.Function):
-    """Forward saves only x (and learned parameters); backward recomputes f'(x)."""
+    """Forward saves only x (and learned parameters); backward recomputes f'(x).
+
+    Without learned parameters, large tensors are computed in chunks
+    (:data:`EAGER_CHUNK`), so that the formulas' intermediates stay chunk-sized.
+    """
 
     @staticmethod
     def forward(ctx: Any, act: Activation, names: tuple[str, ...], x: Tensor, *learned: Tensor):
@@ -376,6 +420,14 @@ class _MemoryEfficientFn(torch.autograd.Function):
         ctx.act, ctx.names = act, names
         ctx.save_for_backward(x, *learned)
         with torch.no_grad():
+            if not learned and x.dim() > 0:
+                if act.gated:
+                    act._check_gated(x)  # the error names the whole tensor, not a chunk
+                width = x.shape[-1] // 2 if act.gated else x.shape[-1]
+                y = _chunked(lambda t: act._forward(_upcast(t), params).to(t.dtype), x, (),
+                             width, x.dtype)
+                if y is not None:
+                    return y
             return act._forward(_upcast(x), params).to(x.dtype)
 
     @staticmethod
@@ -384,21 +436,29 @@ class _MemoryEfficientFn(torch.autograd.Function):
         act: Activation = ctx.act
         params = bind_params(act, ctx.names, learned, x)
         grad_x = None
-        xc = _upcast(x)
         if ctx.needs_input_grad[2]:
-            d = act._derivative(xc, params).to(grad_out.dtype)
-            # gated: out_i depends on a_i and b_i, so both halves take the same grad_out
-            g = torch.cat([grad_out, grad_out], dim=-1) if act.gated else grad_out
-            grad_x = g * d
+
+            def grad(xs: Tensor, gs: Tensor) -> Tensor:
+                d = act._derivative(_upcast(xs), params).to(gs.dtype)
+                # gated: out_i depends on a_i and b_i, so both halves take the same grad_out
+                return (torch.cat([gs, gs], dim=-1) if act.gated else gs) * d
+
+            if not learned:
+                grad_x = _chunked(grad, x, (grad_out,), x.shape[-1], grad_out.dtype)
+            if grad_x is None:
+                grad_x = grad(x, grad_out)
         grads_p: list[Tensor | None] = [None] * len(learned)
         wanted = [i for i, _ in enumerate(learned) if ctx.needs_input_grad[3 + i]]
         if wanted and act.spec.param_derivative is not None:
             # analytic: the spec's element-wise partials, reduced over each value's elements
             with torch.no_grad():
-                got = reduce_param_grads(act, xc, grad_out, params, ctx.names, learned, wanted)
+                got = reduce_param_grads(
+                    act, _upcast(x), grad_out, params, ctx.names, learned, wanted
+                )
             for i, g in got.items():
                 grads_p[i] = g
         elif wanted:
+            xc = _upcast(x)
             # parameter gradients: recompute f from the saved input with autograd
             with torch.enable_grad():
                 leaves = [p.detach().requires_grad_(True) for p in learned]
@@ -421,15 +481,25 @@ def _check_channels(channels: Any) -> int | None:
 
 
 class ActivationModule(nn.Module):
-    """``nn.Module`` wrapper of an :class:`Activation` with a memory-efficient backward.
+    """``nn.Module`` wrapper of an :class:`Activation`, memory-efficient and fast.
 
-    Shape: ``(*, H)`` -> ``(*, H)``; gated activations: ``(*, 2H)`` -> ``(*, H)``.
-    Learned per-channel parameters (the spec's ``per_channel``) have shape ``(C,)`` and
-    act along their input dimension, whose size must be ``C``.
+    Where PyTorch has the activation as a native op whose autograd saves no more than
+    the input (relu, leaky_relu, elu, silu, mish, gelu, ...; the list and the reasons are
+    in :mod:`actlab.catalog.native`), the module calls that op: a training step costs what
+    it costs with ``torch.nn``'s module. Otherwise (no native op, learned parameters,
+    ``precise=True``) its backward is a custom ``autograd.Function`` that saves only the
+    input and recomputes f'(x) from the analytic derivative.
 
     Args:
         act: the activation.
         channels: ``C`` for per-channel parameters (see :meth:`Activation.module`).
+        precise: never run a native op that is less accurate than the catalog's
+            tolerance (``gelu``, ``gelu_tanh``, ``sigmoid``, ``tanh``, ``glu``: see
+            :data:`actlab.catalog.native.APPROXIMATE`); use the catalog's stable formulas.
+
+    Shape: ``(*, H)`` -> ``(*, H)``; gated activations: ``(*, 2H)`` -> ``(*, H)``.
+    Learned per-channel parameters (the spec's ``per_channel``) have shape ``(C,)`` and
+    act along their input dimension, whose size must be ``C``.
 
     Example:
         >>> m = actlab.get("silu", learn=["beta"]).module()
@@ -439,9 +509,12 @@ class ActivationModule(nn.Module):
         torch.Size([8])
     """
 
-    def __init__(self, act: Activation, channels: int | None = None) -> None:
+    def __init__(
+        self, act: Activation, channels: int | None = None, precise: bool = False
+    ) -> None:
         super().__init__()
         self.act = act
+        self.precise = bool(precise)
         self._learned = tuple(act.learn)
         self._channel_dims = {n: d for n, d in act.spec.per_channel.items() if n in self._learned}
         self.channels = _check_channels(channels)
@@ -456,6 +529,11 @@ class ActivationModule(nn.Module):
             else:
                 param = nn.Parameter(torch.full((self.channels,), value, dtype=dtype))
             self.register_parameter(name, param)
+        native = native_module_fn(act, self._learned)
+        if self.precise and act.spec.name in APPROXIMATE:
+            native = None
+        self._native = native
+        self._gated = act.gated
 
     def _channels_of(self, x: Tensor, name: str) -> int:
         """The size of ``x`` along ``name``'s channel dimension (``ValueError`` if none)."""
@@ -494,7 +572,16 @@ class ActivationModule(nn.Module):
                 )
         return [getattr(self, n) for n in self._learned]
 
+    @property
+    def native(self) -> bool:
+        """Whether the module runs PyTorch's native op (see :mod:`actlab.catalog.native`)."""
+        return self._native is not None
+
     def forward(self, x: Tensor) -> Tensor:
+        if self._native is not None:
+            if self._gated:
+                self.act._check_gated(x)
+            return self._native(x)
         learned = self._learned_tensors(x)
         return _MemoryEfficientFn.apply(self.act, self._learned, x, *learned)
 
@@ -526,7 +613,7 @@ class ActivationModule(nn.Module):
             f"{k}=learned per channel" if k in self._channel_dims else f"{k}=learned"
             for k in self._learned
         )
-        inner = ", ".join(s for s in (fixed, learned) if s)
+        inner = ", ".join(s for s in (fixed, learned, "precise" if self.precise else "") if s)
         if self._channel_dims and self.channels is not None:
             inner += f", channels={self.channels}"
         return f"{self.act.name}{', ' if inner else ''}{inner}"

@@ -8,6 +8,13 @@ Conventions for stability (checked by ``tests/catalog`` and ``actlab audit``):
 * ``sigmoid'(x)`` is ``sigmoid(x) sigmoid(-x)``;
 * both branches of ``torch.where`` stay finite, so autograd of the forward has no NaN;
 * half-precision inputs are computed in float32 by :class:`Activation`.
+
+At NaN and +-inf (``tests/catalog/test_nonfinite.py``): an activation with a native
+PyTorch op gives that op's values for f and f' (its comparisons in the same order, so that
+NaN takes the same branch: relu'(NaN) = 1 as ``threshold_backward`` gives); any other gives
+NaN at NaN and the limits of f and f' at +-inf. A product ``x g(x)`` whose factor g
+vanishes at -inf is written ``_lower(x) g(x)`` (0 there, not ``-inf * 0 = NaN``), and a
+term ``x h(x)`` with h vanishing at both ends ``_finite(x) h(x)``.
 """
 
 from __future__ import annotations
@@ -69,6 +76,25 @@ def _step(cond: Tensor, x: Tensor) -> Tensor:
     return cond.to(x.dtype)
 
 
+def _step_nan(cond: Tensor, x: Tensor) -> Tensor:
+    """``cond`` as 0/1, and NaN where ``x`` is NaN (a step's derivative without a native op)."""
+    return torch.where(x.isnan(), x, cond.to(x.dtype))
+
+
+# |x| beyond which every factor g below is exactly 0 or 1 (in float32 and float64)
+_BIG = 1e30
+
+
+def _lower(x: Tensor) -> Tensor:
+    """x with -inf made finite: ``_lower(x) * g(x)`` is 0 (not NaN) where g(-inf) = 0."""
+    return x.clamp(min=-_BIG)
+
+
+def _finite(x: Tensor) -> Tensor:
+    """x with +-inf made finite: ``_finite(x) * h(x)`` is 0 where h(+-inf) = 0."""
+    return x.clamp(-_BIG, _BIG)
+
+
 def _native(fn):
     """Native factory that is valid for every parameter value."""
     return lambda p: (lambda x: fn(x, **p))
@@ -79,7 +105,7 @@ spec(
     name="identity", aliases=("linear", "none"), family="linear", formula="f(x) = x",
     reference="linear baseline (no activation)",
     forward=lambda x: x.clone(),
-    derivative=lambda x: torch.ones_like(x),
+    derivative=lambda x: torch.where(x.isnan(), x, 1.0),
 )
 
 # ----------------------------------------------------------------------------- sigmoid family
@@ -117,7 +143,7 @@ spec(
     reference="Collobert 2004, Large scale machine learning",
     params={"min_val": -1.0, "max_val": 1.0},
     forward=lambda x, min_val, max_val: x.clamp(min_val, max_val),
-    derivative=lambda x, min_val, max_val: _step((x > min_val) & (x < max_val), x),
+    derivative=lambda x, min_val, max_val: _step(~((x <= min_val) | (x >= max_val)), x),
     native="F.hardtanh", native_factory=_native(F.hardtanh),
     kinks=lambda min_val, max_val: (min_val, max_val),
     check=lambda min_val, max_val: (
@@ -129,7 +155,8 @@ spec(
     name="softsign", family="sigmoid", formula="f(x) = x / (1 + |x|)",
     reference="Bergstra et al. 2009; Glorot & Bengio 2010",
     forward=lambda x: x / (1.0 + x.abs()),
-    derivative=lambda x: (1.0 + x.abs()).reciprocal().square(),
+    # NaN at +-inf like PyTorch (its autograd of x / (1 + |x|) meets inf / inf there)
+    derivative=lambda x: torch.where(x.isinf(), torch.nan, (1.0 + x.abs()).reciprocal().square()),
     native="F.softsign", native_factory=lambda p: F.softsign,
 )
 spec(
@@ -140,6 +167,7 @@ spec(
 
 
 def _isru(x: Tensor, alpha: float) -> Tensor:
+    x = _finite(x)  # +-1/sqrt(alpha) at +-inf, not inf/inf
     return x / torch.hypot(torch.ones_like(x), math.sqrt(alpha) * x)
 
 
@@ -158,7 +186,7 @@ spec(
 spec(
     name="relu", family="relu", formula="f(x) = max(0, x)",
     reference="Nair & Hinton 2010; Glorot et al. 2011",
-    forward=torch.relu, derivative=lambda x: _step(x > 0, x),
+    forward=torch.relu, derivative=lambda x: _step(~(x <= 0), x),
     native="F.relu", native_factory=lambda p: F.relu,
     kinks=lambda: (0.0,),
 )
@@ -202,7 +230,7 @@ spec(
     name="relu6", family="relu", formula="f(x) = min(max(0, x), 6)",
     reference="Krizhevsky 2010, Convolutional Deep Belief Networks on CIFAR-10",
     forward=lambda x: x.clamp(0.0, 6.0),
-    derivative=lambda x: _step((x > 0) & (x < 6.0), x),
+    derivative=lambda x: _step(~((x <= 0) | (x >= 6.0)), x),
     native="F.relu6", native_factory=lambda p: F.relu6,
     kinks=lambda: (0.0, 6.0),
 )
@@ -210,8 +238,8 @@ spec(
     name="threshold", family="relu", formula="f(x) = x if x > threshold else value",
     reference="torch.nn.Threshold",
     params={"threshold": 0.0, "value": 0.0},
-    forward=lambda x, threshold, value: torch.where(x > threshold, x, torch.full_like(x, value)),
-    derivative=lambda x, threshold, value: _step(x > threshold, x),
+    forward=lambda x, threshold, value: torch.where(x <= threshold, value, x),
+    derivative=lambda x, threshold, value: _step(~(x <= threshold), x),
     native="F.threshold",
     native_factory=lambda p: (lambda x: F.threshold(x, p["threshold"], p["value"])),
     kinks=lambda threshold, value: (threshold,),
@@ -230,7 +258,7 @@ def _elu(x: Tensor, alpha: float) -> Tensor:
 
 
 def _elu_prime(x: Tensor, alpha: float) -> Tensor:
-    return torch.where(x > 0, torch.ones_like(x), alpha * torch.exp(x.clamp(max=0.0)))
+    return torch.where(x <= 0, alpha * torch.exp(x.clamp(max=0.0)), 1.0)
 
 
 spec(
@@ -255,9 +283,7 @@ spec(
     reference="Barron 2017, Continuously Differentiable Exponential Linear Units",
     params={"alpha": 1.0}, param_ranges={"alpha": (1e-12, None)},
     forward=lambda x, alpha: torch.where(x > 0, x, alpha * torch.expm1(x.clamp(max=0.0) / alpha)),
-    derivative=lambda x, alpha: torch.where(
-        x > 0, torch.ones_like(x), torch.exp(x.clamp(max=0.0) / alpha)
-    ),
+    derivative=lambda x, alpha: torch.where(x <= 0, torch.exp(x.clamp(max=0.0) / alpha), 1.0),
     native="F.celu", native_factory=lambda p: (lambda x: F.celu(x, p["alpha"])),
 )
 
@@ -282,7 +308,7 @@ def _elish(x: Tensor) -> Tensor:
 def _elish_prime(x: Tensor) -> Tensor:
     s, sp = torch.sigmoid(x), _sig_prime(x)
     xn = x.clamp(max=0.0)
-    return torch.where(x >= 0, s + x * sp, torch.exp(xn) * s + torch.expm1(xn) * sp)
+    return torch.where(x >= 0, s + _finite(x) * sp, torch.exp(xn) * s + torch.expm1(xn) * sp)
 
 
 spec(
@@ -332,8 +358,8 @@ spec(
     name="quick_gelu", aliases=("gelu_sigmoid",), family="gating",
     formula="f(x) = x sigmoid(1.702 x)",
     reference="Hendrycks & Gimpel 2016 (sigmoid approximation, used by CLIP)",
-    forward=lambda x: x * torch.sigmoid(1.702 * x),
-    derivative=lambda x: torch.sigmoid(1.702 * x) + 1.702 * x * _sig_prime(1.702 * x),
+    forward=lambda x: _lower(x) * torch.sigmoid(1.702 * x),
+    derivative=lambda x: torch.sigmoid(1.702 * x) + 1.702 * _finite(x) * _sig_prime(1.702 * x),
 )
 
 
@@ -385,12 +411,13 @@ spec(
 
 
 def _serf(x: Tensor) -> Tensor:
-    return x * torch.erf(_softplus(x))
+    return _lower(x) * torch.erf(_softplus(x))
 
 
 def _serf_prime(x: Tensor) -> Tensor:
     sp = _softplus(x)
-    return torch.erf(sp) + x * (2.0 / math.sqrt(math.pi)) * torch.exp(-sp * sp) * torch.sigmoid(x)
+    k = 2.0 / math.sqrt(math.pi)
+    return torch.erf(sp) + _finite(x) * k * torch.exp(-sp * sp) * torch.sigmoid(x)
 
 
 spec(
@@ -402,12 +429,12 @@ spec(
 
 def _tanhexp(x: Tensor) -> Tensor:
     # tanh(e^x) == 1 in float64 once x > 20, so clamping keeps e^x finite and f exact
-    return x * torch.tanh(torch.exp(x.clamp(max=20.0)))
+    return _lower(x) * torch.tanh(torch.exp(x.clamp(max=20.0)))
 
 
 def _tanhexp_prime(x: Tensor) -> Tensor:
     e = torch.exp(x.clamp(max=20.0))
-    return torch.tanh(e) + x * e * _sech2(e)
+    return torch.tanh(e) + _finite(x) * (e * _sech2(e))
 
 
 spec(
@@ -419,7 +446,7 @@ spec(
     name="lisht", family="gating", formula="f(x) = x tanh(x)",
     reference="Roy et al. 2019, LiSHT: Non-Parametric Linearly Scaled Hyperbolic Tangent",
     forward=lambda x: x * torch.tanh(x),
-    derivative=lambda x: torch.tanh(x) + x * _sech2(x),
+    derivative=lambda x: torch.tanh(x) + _finite(x) * _sech2(x),
 )
 
 
@@ -495,9 +522,9 @@ spec(
     reference="Donoho 1995, soft thresholding",
     params={"lambd": 0.5}, param_ranges={"lambd": (0.0, None)},
     forward=lambda x, lambd: torch.where(
-        x > lambd, x - lambd, torch.where(x < -lambd, x + lambd, torch.zeros_like(x))
+        x > lambd, x - lambd, torch.where(x < -lambd, x + lambd, x * 0.0)
     ),
-    derivative=lambda x, lambd: _step(x.abs() > lambd, x),
+    derivative=lambda x, lambd: _step(~(x.abs() <= lambd), x),
     native="F.softshrink", native_factory=lambda p: (lambda x: F.softshrink(x, p["lambd"])),
     kinks=lambda lambd: (-lambd, lambd),
 )
@@ -505,8 +532,8 @@ spec(
     name="hardshrink", family="shrinkage", formula="f(x) = x if |x| > lambd else 0",
     reference="Donoho & Johnstone 1994, hard thresholding",
     params={"lambd": 0.5}, param_ranges={"lambd": (0.0, None)},
-    forward=lambda x, lambd: torch.where(x.abs() > lambd, x, torch.zeros_like(x)),
-    derivative=lambda x, lambd: _step(x.abs() > lambd, x),
+    forward=lambda x, lambd: torch.where(x.abs() <= lambd, 0.0, x),
+    derivative=lambda x, lambd: _step(~(x.abs() <= lambd), x),
     native="F.hardshrink", native_factory=lambda p: (lambda x: F.hardshrink(x, p["lambd"])),
     kinks=lambda lambd: (-lambd, lambd), continuous=False,
 )
@@ -514,8 +541,9 @@ spec(
 
 def _bent(x: Tensor) -> Tensor:
     # (sqrt(x^2 + 1) - 1) / 2 = x^2 / (2 (sqrt(x^2 + 1) + 1)): no cancellation near 0
-    h = torch.hypot(x, torch.ones_like(x))
-    return 0.5 * x * (x / (h + 1.0)) + x
+    xf = _finite(x)  # x / (h + 1) is +-1, not inf/inf, at +-inf
+    h = torch.hypot(xf, torch.ones_like(x))
+    return x * (1.0 + 0.5 * (xf / (h + 1.0)))  # -inf at -inf, not -inf + inf
 
 
 spec(
@@ -523,12 +551,13 @@ spec(
     formula="f(x) = (sqrt(x^2 + 1) - 1) / 2 + x",
     reference="bent identity (e.g. Godfrey & Gashler 2015)",
     forward=_bent,
-    derivative=lambda x: 0.5 * x / torch.hypot(x, torch.ones_like(x)) + 1.0,
+    derivative=lambda x: 0.5 * _finite(x) / torch.hypot(_finite(x), torch.ones_like(x)) + 1.0,
 )
 spec(
     name="gaussian", family="other", formula="f(x) = exp(-x^2)",
     reference="radial basis activation (Broomhead & Lowe 1988)",
-    forward=lambda x: torch.exp(-x * x), derivative=lambda x: -2.0 * x * torch.exp(-x * x),
+    forward=lambda x: torch.exp(-x * x),
+    derivative=lambda x: -2.0 * _finite(x) * torch.exp(-x * x),
 )
 spec(
     name="sine", aliases=("sin", "siren"), family="periodic", formula="f(x) = sin(w0 x)",
@@ -545,7 +574,7 @@ spec(
     ),
     params={"alpha": 1.0}, learnable=("alpha",), learned_by_default=("alpha",),
     param_ranges={"alpha": (1e-9, None)},
-    forward=lambda x, alpha: x + torch.sin(alpha * x).square() / alpha,
+    forward=lambda x, alpha: x + torch.sin(alpha * _finite(x)).square() / alpha,
     # 1 + sin(2 alpha x) = 2 sin^2(alpha x + pi/4): exact near the double roots of f',
     # where 1 + sin(...) cancels to ~eps absolute (relative error ~1e-3 in float32)
     derivative=lambda x, alpha: 2.0 * torch.sin(alpha * x + math.pi / 4).square(),
@@ -566,29 +595,31 @@ spec(
     reference="Shazeer 2020, GLU Variants Improve Transformer",
     gated=True,
     forward=lambda a, b: a * torch.relu(b),
-    derivative=lambda a, b: (torch.relu(b), a * _step(b > 0, b)),
+    derivative=lambda a, b: (torch.relu(b), a * _step_nan(b > 0, b)),
     kinks=lambda: (0.0,),
 )
 spec(
     name="geglu", family="gated", formula="f(a, b) = a gelu(b)",
     reference="Shazeer 2020, GLU Variants Improve Transformer",
     gated=True,
-    forward=lambda a, b: a * (b * _Phi(b)),
-    derivative=lambda a, b: (b * _Phi(b), a * (_Phi(b) + b * _phi(b))),
+    forward=lambda a, b: a * (_lower(b) * _Phi(b)),
+    derivative=lambda a, b: (_lower(b) * _Phi(b), a * (_Phi(b) + _finite(b) * _phi(b))),
 )
 spec(
     name="swiglu", family="gated", formula="f(a, b) = a silu(b)",
     reference="Shazeer 2020, GLU Variants Improve Transformer",
     gated=True,
-    forward=lambda a, b: a * (b * torch.sigmoid(b)),
-    derivative=lambda a, b: (b * torch.sigmoid(b), a * (torch.sigmoid(b) + b * _sig_prime(b))),
+    forward=lambda a, b: a * (_lower(b) * torch.sigmoid(b)),
+    derivative=lambda a, b: (
+        _lower(b) * torch.sigmoid(b), a * (torch.sigmoid(b) + _finite(b) * _sig_prime(b))
+    ),
 )
 spec(
     name="bilinear", family="gated", formula="f(a, b) = a b",
     reference="Shazeer 2020, GLU Variants Improve Transformer",
     gated=True,
     forward=lambda a, b: a * b,
-    derivative=lambda a, b: (b.clone(), a.clone()),
+    derivative=lambda a, b: (b.clone(), torch.where(b.isnan(), b, a)),
 )
 
 # ----------------------------------------------------------------------------- recent, learnable
@@ -634,13 +665,17 @@ def _xielu_neg(x: Tensor, eps) -> Tensor:
 def _xielu(x: Tensor, a_p, a_n, beta, eps) -> Tensor:
     alpha_p, alpha_n = _xielu_alphas(x, a_p, a_n, beta)
     xp = x.clamp(min=0.0)
-    return beta * x + torch.where(x > 0, alpha_p * xp * xp, alpha_n * _xielu_neg(x, eps))
+    # x <= 0 as alpha_n expm1(min(x, eps)) + (beta - alpha_n) x: the same value, and the
+    # limit +inf at x = -inf (beta x + alpha_n (expm1(x) - x) would be -inf + inf there)
+    neg = alpha_n * torch.expm1(x.clamp(max=eps)) + (beta - alpha_n) * x
+    return torch.where(x > 0, beta * x + alpha_p * xp * xp, neg)
 
 
 def _xielu_prime(x: Tensor, a_p, a_n, beta, eps) -> Tensor:
     alpha_p, alpha_n = _xielu_alphas(x, a_p, a_n, beta)
     # x <= eps: alpha_n (e^x - 1) + beta; eps < x <= 0: min(x, eps) = eps is constant
-    neg = torch.where(x <= eps, alpha_n * torch.expm1(x.clamp(max=eps)), -alpha_n)
+    # (written so that NaN takes the expm1 branch and stays NaN)
+    neg = torch.where(x > eps, -alpha_n, alpha_n * torch.expm1(x.clamp(max=eps)))
     return beta + torch.where(x > 0, 2.0 * alpha_p * x.clamp(min=0.0), neg)
 
 
@@ -758,7 +793,7 @@ def _pau(x: Tensor, **p) -> Tensor:
 
 def _pau_prime(x: Tensor, **p) -> Tensor:
     a, B, small, xs, t = _pau_frame(x, p)
-    P, Q, N, D = _pau_values(a, B, xs, t)
+    P, Q, _, D = _pau_values(a, B, xs, t)
     ax, s, sgn = xs.abs(), t.abs(), torch.sign(x)
     # direct: f' = (P' - f Q') / Q, Q' = sign(x) (|b1| + 2 |b2| |x| + 3 |b3| x^2 + 4 |b4| |x|^3)
     dP = _horner([k * a[k] for k in range(1, 6)], xs)
@@ -768,8 +803,9 @@ def _pau_prime(x: Tensor, **p) -> Tensor:
     # reversed: f' = (dN/dx - f dD/dx) / D, dt/dx = -t^2, ds/dx = -sign(x) t^2
     dN = _horner([a[3], 2 * a[2], 3 * a[1], 4 * a[0]], t)  # dN/dt without the a5 x term
     dD = _horner([B[2], 2 * B[1], 3 * B[0], 4.0], s)  # dD/ds
-    f_big, t2 = N / D, t * t
-    d_big = (a[5] - t2 * dN + f_big * sgn * t2 * dD) / D
+    t2 = t * t
+    f_t2 = (_horner(a[4::-1], t) * t2 + a[5] * t) / D  # f t^2, finite (0) at x = +-inf
+    d_big = (a[5] - t2 * dN + f_t2 * sgn * dD) / D
     return torch.where(small, d_small, d_big)
 
 

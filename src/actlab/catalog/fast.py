@@ -52,7 +52,12 @@ from torch.autograd.function import once_differentiable
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from actlab.catalog.activation import Activation, ActivationModule, _as_tensor
-from actlab.catalog.fast_forms import FAST_FORMS, NATIVE_FORWARD, NATIVE_KERNELS
+from actlab.catalog.fast_forms import (
+    FAST_FORMS,
+    NATIVE_AUTOGRAD,
+    NATIVE_FORWARD,
+    NATIVE_KERNELS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -218,18 +223,24 @@ def _native_functions(
 class _Kernels:
     """Compiled forward and backward of one activation, for one dtype and device.
 
-    ``path`` says how they run: ``"compiled"``; ``"aten"`` (ATen's own single-pass
-    kernels, for piecewise-linear built-ins without learned parameters);
+    ``path`` says how they run: ``"native"`` (the native op with PyTorch's autograd:
+    :data:`~actlab.catalog.fast_forms.NATIVE_AUTOGRAD`, unless ``precise``);
+    ``"compiled"``; ``"aten"`` (ATen's own single-pass kernels, for piecewise-linear
+    built-ins without learned parameters);
     ``"aten+compiled"`` (ATen's forward where it is as accurate and faster, compiled
     backward); or ``"eager"`` (the functions uncompiled, after a fall-back or with
     ``ACTLAB_NO_COMPILE``).
     """
 
-    def __init__(self, act: Activation, learned: tuple[str, ...], tag: str) -> None:
+    def __init__(
+        self, act: Activation, learned: tuple[str, ...], tag: str, precise: bool = False
+    ) -> None:
         self.act = act
         self.learned = learned
         # learned per-channel parameters: x runs as rows (-1, C), channels last
         self.rows = any(n in act.spec.per_channel for n in learned)
+        factory = NATIVE_AUTOGRAD.get(act.spec.name) if act.spec.builtin else None
+        self.autograd = None if learned or precise or factory is None else factory(act.params)
         native = None if learned else _native_functions(act)
         self.fwd, self.bwd = native or _functions(act, learned)
         # which directions run ATen's own kernels (never compiled)
@@ -242,6 +253,8 @@ class _Kernels:
                 self.aten.add("fwd")
         self.error: str | None = None
         self._compiled: dict[str, Callable[..., Any]] = {}
+        if self.autograd is not None:
+            self.aten = {"fwd", "bwd"}
         self.compiling = len(self.aten) < 2 and not compile_disabled()
         if len(self.aten) < 2 and not self.compiling:
             self.error = f"{NO_COMPILE_ENV} is set"
@@ -253,6 +266,8 @@ class _Kernels:
 
     @property
     def path(self) -> str:
+        if self.autograd is not None:
+            return "native"
         if self.native:
             return "aten"
         if not self.compiling:
@@ -283,9 +298,12 @@ class _Kernels:
         if self.compiling and which not in self.aten and not torch.compiler.is_compiling():
             try:
                 fn = self._compiled_fn(which)
-                for t in args[:2]:  # one kernel for every size: sizes are symbolic
-                    for d in range(t.dim()):
-                        torch._dynamo.maybe_mark_dynamic(t, d)
+                # one kernel for every size: the number of elements (of rows, for gated
+                # activations) is symbolic; a gated row's width stays static (a model has a
+                # few), so that the halves are split at a constant offset and the loops
+                # vectorise (a symbolic width made swiglu's backward 1.7x slower)
+                for t in args[:2]:
+                    torch._dynamo.maybe_mark_dynamic(t, 0)
                 with torch.no_grad():
                     return fn(*args)
             except Exception as exc:  # compile unavailable or failed: run eagerly
@@ -300,17 +318,19 @@ class _Kernels:
         return self._run("bwd", x, g, *p)
 
 
-def _kernels(act: Activation, learned: tuple[str, ...], x: Tensor) -> _Kernels:
+def _kernels(
+    act: Activation, learned: tuple[str, ...], x: Tensor, precise: bool = False
+) -> _Kernels:
     spec = act.spec
     values = tuple(sorted((k, v) for k, v in act.params.items() if k not in learned))
-    key = (id(spec), values, learned, x.dtype, str(x.device), compile_disabled())
+    key = (id(spec), values, learned, x.dtype, str(x.device), compile_disabled(), precise)
     with _LOCK:
         k = _CACHE.get(key)
         if k is not None:
             _CACHE.move_to_end(key)
             return k
     tag = f"{spec.name}_{len(_CACHE)}".replace("-", "_")
-    k = _Kernels(act, learned, "".join(c if c.isalnum() else "_" for c in tag))
+    k = _Kernels(act, learned, "".join(c if c.isalnum() else "_" for c in tag), precise)
     k.spec = spec  # keeps id(spec) alive while the entry is cached
     with _LOCK:
         k = _CACHE.setdefault(key, k)
@@ -366,21 +386,30 @@ class _FastFn(torch.autograd.Function):
         return (None, grad_x, *gp)
 
 
-def _apply(act: Activation, learned: tuple[str, ...], x: Tensor, p: Sequence[Tensor]) -> Tensor:
+def _apply(
+    act: Activation, learned: tuple[str, ...], x: Tensor, p: Sequence[Tensor],
+    precise: bool = False,
+) -> Tensor:
     if x.numel() == 0:
         return act._forward(x, {**act.params, **dict(zip(learned, p, strict=True))})
-    kernels = _kernels(act, learned, x)
+    kernels = _kernels(act, learned, x, precise)
+    if kernels.autograd is not None:
+        if act.gated:
+            act._check_gated(x)
+        return kernels.autograd(x)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in p))
     if needs_grad:
         return _FastFn.apply(kernels, x, *p)
     return kernels.forward(_flat(act, x, kernels.rows), p).view(_out_shape(act, x))
 
 
-def fast_call(act: Activation, x: Any) -> Any:
+def fast_call(act: Activation, x: Any, precise: bool = False) -> Any:
     """f(x) through the compiled fast path, differentiable with respect to ``x``.
 
     Hyper-parameters are the activation's fixed values (use
     ``act.module(fast=True)`` to learn them). Tensors in, tensor out; NumPy in, NumPy out.
+    ``precise=True`` never runs the less accurate native ops
+    (:data:`~actlab.catalog.fast_forms.NATIVE_AUTOGRAD`: gelu, sigmoid, glu).
 
     Example:
         >>> x = torch.randn(4, 6, requires_grad=True)
@@ -388,7 +417,7 @@ def fast_call(act: Activation, x: Any) -> Any:
         torch.Size([4, 3])
     """
     t, was_numpy = _as_tensor(x)
-    y = _apply(act, (), t, ())
+    y = _apply(act, (), t, (), precise)
     return y.numpy() if was_numpy else y
 
 
@@ -396,8 +425,10 @@ class FastActivationModule(ActivationModule):
     """``nn.Module`` running an :class:`Activation` through compiled fused kernels.
 
     Same interface, parameters and state dict as :class:`ActivationModule`; the forward
-    and the backward are each one compiled element-wise kernel, and only the input is
-    saved for backward.
+    and the backward are each one compiled element-wise kernel (or ATen's own, see
+    :meth:`path`), and only the input is saved for backward (or, on the ``"native"``
+    path, what PyTorch's op saves: sigmoid its output). ``precise=True`` never runs the
+    less accurate native ops (float32 GELU's lower tail, sigmoid's upper one).
 
     Shape: ``(*, H)`` -> ``(*, H)``; gated activations: ``(*, 2H)`` -> ``(*, H)``.
 
@@ -417,14 +448,16 @@ class FastActivationModule(ActivationModule):
             )
         if dims and dims != {x.dim() - 1}:  # channels last for the kernels, then back
             (d,) = dims
-            return _apply(self.act, self._learned, x.movedim(d, -1), learned).movedim(-1, d)
-        return _apply(self.act, self._learned, x, learned)
+            y = _apply(self.act, self._learned, x.movedim(d, -1), learned, self.precise)
+            return y.movedim(-1, d)
+        return _apply(self.act, self._learned, x, learned, self.precise)
 
     def path(self, x: Tensor) -> str:
         """How inputs like ``x`` run: ``"compiled"``, ``"aten"`` (ATen's own single-pass
-        kernels, for piecewise-linear built-ins), ``"aten+compiled"`` (ATen forward,
-        compiled backward) or ``"eager"`` (after a fall-back)."""
-        return _kernels(self.act, self._learned, x).path
+        kernels, for piecewise-linear built-ins), ``"native"`` (the native op and its
+        autograd: gelu, sigmoid, glu unless ``precise``), ``"aten+compiled"`` (ATen
+        forward, compiled backward) or ``"eager"`` (after a fall-back)."""
+        return _kernels(self.act, self._learned, x, self.precise).path
 
     def compiled(self, x: Tensor) -> bool:
         """Whether inputs like ``x`` run through fused kernels (compiled or ATen's)."""

@@ -11,7 +11,7 @@ form here uses at most one or two ``exp`` s, one division, short polynomials and
 ``torch.where`` blends, and is as stable as the catalog's form:
 
 * ``expm1`` near zero by its Taylor polynomial (inductor computes ``expm1`` as
-  ``exp(x) - 1``, which cancels);
+  ``exp(x) - 1``, which cancels below |x| = 1/16);
 * ``tanh(|x|) = -m / (2 + m)`` with ``m = expm1(-2|x|)``, ``sech^2 = 4E / (1 + E)^2``
   with ``E = exp(-2|x|)``: no overflow, no cancellation;
 * ``sigmoid`` and ``sigmoid'`` from one ``E = exp(-|x|)``: ``r = 1/(1+E)``,
@@ -23,13 +23,15 @@ form here uses at most one or two ``exp`` s, one division, short polynomials and
 * ``atan`` by the Cephes single-precision range reduction and polynomial.
 
 ``tests/bench`` checks every form against float64 references with the catalog's
-tolerances.
+tolerances, and ``tests/catalog/test_nonfinite.py`` their values at NaN and +-inf (the
+catalog's rule: a native op's values where PyTorch has one, else NaN and the limits).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -44,8 +46,10 @@ GELU_TANH_K = math.sqrt(2.0 / math.pi)
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
-# expm1(x) = x + x^2/2! + ... + x^9/9!  (|x| < 0.5: truncation below 2e-9 relative)
-_EXPM1 = [1.0 / math.factorial(k) for k in range(9, 0, -1)]
+# expm1(x) = x + x^2/2! + ... + x^5/5!  (|x| < 1/16: truncation below 2e-9 relative; above
+# 1/16, e - 1 loses at most 2e-6 relative to the rounding of e)
+_EXPM1 = [1.0 / math.factorial(k) for k in range(5, 0, -1)]
+_EXPM1_SWITCH = 1.0 / 16.0
 # x - tanh(x) = sum c_k x^k, k = 3, 5, ..., 21 (|x| < 0.6: truncation below 1e-9 relative)
 _TANHSHRINK = [
     0.3333333333333333, -0.13333333333333333, 0.05396825396825397, -0.021869488536155203,
@@ -57,6 +61,19 @@ _ERFC = [
     0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807,
     -0.18628806, 0.09678418, 0.37409196, 1.00002368, -1.26551223,
 ]
+
+
+_BIG = 1e30
+
+
+def _lower(x: Tensor) -> Tensor:
+    """x with -inf made finite: ``_lower(x) * g(x)`` is 0 (not NaN) where g(-inf) = 0."""
+    return x.clamp(min=-_BIG)
+
+
+def _finite(x: Tensor) -> Tensor:
+    """x with +-inf made finite: ``_finite(x) * h(x)`` is 0 where h(+-inf) = 0."""
+    return x.clamp(-_BIG, _BIG)
 
 
 def _horner(x: Tensor, coeffs: list[float]) -> Tensor:
@@ -71,7 +88,7 @@ def _expm1_parts(x: Tensor) -> tuple[Tensor, Tensor]:
     """``(exp(x), expm1(x))``, both accurate; one exp. ``x`` at most ~88."""
     e = torch.exp(x)
     series = _horner(x, _EXPM1) * x
-    return e, torch.where(x.abs() < 0.5, series, e - 1.0)
+    return e, torch.where(x.abs() < _EXPM1_SWITCH, series, e - 1.0)
 
 
 def _expm1(x: Tensor) -> Tensor:
@@ -183,6 +200,7 @@ def _isru_r(x: Tensor, alpha: float) -> Tensor:
 
 
 def _isru(x: Tensor, alpha: float) -> Tensor:
+    x = _finite(x)  # +-1/sqrt(alpha) at +-inf, not inf * 0
     return x * _isru_r(x, alpha)
 
 
@@ -204,7 +222,8 @@ def _elu(x: Tensor, alpha: float) -> Tensor:
 
 
 def _elu_d(x: Tensor, alpha: float) -> Tensor:
-    return torch.where(x > 0, 1.0, alpha * torch.exp(x.clamp(max=0.0)))
+    # F.elu's backward tests x <= 0: NaN takes the other branch (1)
+    return torch.where(x <= 0, alpha * torch.exp(x.clamp(max=0.0)), 1.0)
 
 
 def _celu(x: Tensor, alpha: float) -> Tensor:
@@ -212,7 +231,7 @@ def _celu(x: Tensor, alpha: float) -> Tensor:
 
 
 def _celu_d(x: Tensor, alpha: float) -> Tensor:
-    return torch.where(x > 0, 1.0, torch.exp(x.clamp(max=0.0) * (1.0 / alpha)))
+    return torch.where(x <= 0, torch.exp(x.clamp(max=0.0) * (1.0 / alpha)), 1.0)
 
 
 def _elish(x: Tensor) -> Tensor:
@@ -223,7 +242,7 @@ def _elish(x: Tensor) -> Tensor:
 def _elish_d(x: Tensor) -> Tensor:
     s, _, sp = _sigmoid_parts(x)
     e, m = _expm1_parts(x.clamp(max=0.0))
-    return torch.where(x >= 0, s + x * sp, e * s + m * sp)
+    return torch.where(x >= 0, s + _finite(x) * sp, e * s + m * sp)
 
 
 def _gelu(x: Tensor) -> Tensor:
@@ -254,12 +273,12 @@ def _gelu_tanh_d(x: Tensor) -> Tensor:
 
 
 def _quick_gelu(x: Tensor) -> Tensor:
-    return x * _sigmoid(1.702 * x)
+    return _lower(x) * _sigmoid(1.702 * x)
 
 
 def _quick_gelu_d(x: Tensor) -> Tensor:
     s, _, sp = _sigmoid_parts(1.702 * x)
-    return s + (1.702 * x) * sp
+    return s + (1.702 * _finite(x)) * sp
 
 
 def _silu(x: Tensor, beta: float) -> Tensor:
@@ -286,17 +305,18 @@ def _mish_d(x: Tensor) -> Tensor:
     # tanh(sp) + x sech^2(sp) sigmoid(x) = w/(w+2) + 4 x n (n+1) / (w+2)^2
     n, w = _mish_w(x)
     r = 1.0 / (w + 2.0)
-    return torch.where(x > 20.0, 1.0, w * r + x * (4.0 * n * (n + 1.0) * r * r))
+    # 1 + (x - x): NaN at +inf, as F.mish's backward gives (inf * 0)
+    return torch.where(x > 20.0, 1.0 + (x - x), w * r + x * (4.0 * n * (n + 1.0) * r * r))
 
 
 def _serf(x: Tensor) -> Tensor:
     sp = _softplus_parts(x)[0]
-    return x * _erf_pos(sp)
+    return _lower(x) * _erf_pos(sp)
 
 
 def _serf_d(x: Tensor) -> Tensor:
     sp, s, _ = _softplus_parts(x)
-    return _erf_pos(sp) + x * TWO_OVER_SQRT_PI * torch.exp(-sp * sp) * s
+    return _erf_pos(sp) + _finite(x) * TWO_OVER_SQRT_PI * torch.exp(-sp * sp) * s
 
 
 def _tanhexp_e(x: Tensor) -> Tensor:
@@ -306,13 +326,13 @@ def _tanhexp_e(x: Tensor) -> Tensor:
 
 def _tanhexp(x: Tensor) -> Tensor:
     # tanh(e) == 1 for e > 9: clamping at 40 keeps exp(-2e) out of the (slow) subnormals
-    return x * _tanh(_tanhexp_e(x).clamp(max=40.0))
+    return _lower(x) * _tanh(_tanhexp_e(x).clamp(max=40.0))
 
 
 def _tanhexp_d(x: Tensor) -> Tensor:
     e = _tanhexp_e(x)
     t, s2 = _tanh_parts(e.clamp(max=40.0))
-    return t + x * torch.where(e > 40.0, 0.0, e * s2)  # sech^2(e) e < 1e-33 there
+    return t + _finite(x) * torch.where(e > 40.0, 0.0, e * s2)  # sech^2(e) e < 1e-33 there
 
 
 def _lisht(x: Tensor) -> Tensor:
@@ -321,7 +341,7 @@ def _lisht(x: Tensor) -> Tensor:
 
 def _lisht_d(x: Tensor) -> Tensor:
     t, s2 = _tanh_parts(x)
-    return t + x * s2
+    return t + _finite(x) * s2
 
 
 def _softplus(x: Tensor, beta: float, threshold: float) -> Tensor:
@@ -354,11 +374,13 @@ def _bent_h(x: Tensor) -> Tensor:
 
 
 def _bent(x: Tensor) -> Tensor:
-    return 0.5 * x * (x / (_bent_h(x) + 1.0)) + x
+    xf = _finite(x)
+    return x * (1.0 + 0.5 * (xf / (_bent_h(xf) + 1.0)))
 
 
 def _bent_d(x: Tensor) -> Tensor:
-    return 0.5 * x / _bent_h(x) + 1.0
+    xf = _finite(x)
+    return 0.5 * xf / _bent_h(xf) + 1.0
 
 
 def _glu_d(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
@@ -367,21 +389,21 @@ def _glu_d(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _geglu(a: Tensor, b: Tensor) -> Tensor:
-    return a * _gelu(b)
+    return a * (_lower(b) * _Phi_parts(b)[0])
 
 
 def _geglu_d(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     Phi, phi = _Phi_parts(b)
-    return b * Phi, a * (Phi + b * phi)
+    return _lower(b) * Phi, a * (Phi + _finite(b) * phi)
 
 
 def _swiglu(a: Tensor, b: Tensor) -> Tensor:
-    return a * (b * _sigmoid(b))
+    return a * (_lower(b) * _sigmoid(b))
 
 
 def _swiglu_d(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     s, _, sp = _sigmoid_parts(b)
-    return b * s, a * (s + b * sp)
+    return _lower(b) * s, a * (s + _finite(b) * sp)
 
 
 def _softplus_p(v: float | Tensor) -> float | Tensor:
@@ -400,12 +422,14 @@ def _xielu_neg(x: Tensor, eps: float) -> Tensor:
 def _xielu(x: Tensor, a_p, a_n, beta, eps) -> Tensor:
     xp = x.clamp(min=0.0)
     alpha_n = beta + _softplus_p(a_n)
-    return beta * x + torch.where(x > 0, _softplus_p(a_p) * xp * xp, alpha_n * _xielu_neg(x, eps))
+    # x <= 0: alpha_n expm1(min(x, eps)) + (beta - alpha_n) x (+inf at -inf, not inf - inf)
+    neg = alpha_n * _expm1(x.clamp(max=eps)) + (beta - alpha_n) * x
+    return torch.where(x > 0, beta * x + _softplus_p(a_p) * xp * xp, neg)
 
 
 def _xielu_d(x: Tensor, a_p, a_n, beta, eps) -> Tensor:
     alpha_n = beta + _softplus_p(a_n)
-    neg = torch.where(x <= eps, alpha_n * _expm1(x.clamp(max=eps)), -alpha_n)
+    neg = torch.where(x > eps, -alpha_n, alpha_n * _expm1(x.clamp(max=eps)))  # NaN stays NaN
     return beta + torch.where(x > 0, 2.0 * _softplus_p(a_p) * x.clamp(min=0.0), neg)
 
 
@@ -473,7 +497,6 @@ FAST_FORMS: dict[str, tuple[Callable[..., Any], ...]] = {
 # the spec's derivative (the same comparisons at the kinks), reading x and g once.
 _A = torch.ops.aten
 NATIVE_KERNELS: dict[str, tuple[Callable[..., Tensor], Callable[..., Tensor]]] = {
-    "identity": (lambda x: x.clone(), lambda x, g: g),
     "relu": (torch.relu, lambda x, g: _A.threshold_backward(g, x, 0.0)),
     "leaky_relu": (
         lambda x, alpha: F.leaky_relu(x, alpha),
@@ -509,6 +532,18 @@ NATIVE_KERNELS: dict[str, tuple[Callable[..., Tensor], Callable[..., Tensor]]] =
         lambda x, lambd: F.hardshrink(x, lambd),
         lambda x, g, lambd: _A.hardshrink_backward(g, x, lambd),
     ),
+}
+
+
+# Native ops that are faster than the compiled forms and less accurate than the catalog's
+# tolerance somewhere (actlab.catalog.native.APPROXIMATE): the default fast path runs them
+# with PyTorch's own autograd, as the default module does (sigmoid's backward reads the
+# saved output in one pass; float32 GELU's erf kernel beats the erfc form); params ->
+# callable. ``precise=True`` compiles the forms above instead.
+NATIVE_AUTOGRAD: dict[str, Callable[[dict[str, float]], Callable[[Tensor], Tensor]]] = {
+    "gelu": lambda p: F.gelu,
+    "sigmoid": lambda p: torch.sigmoid,
+    "glu": lambda p: partial(F.glu, dim=-1),
 }
 
 

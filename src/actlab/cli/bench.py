@@ -43,6 +43,12 @@ def bench(
     eager: Annotated[
         bool, typer.Option(help="Also time the eager module and the composite forward.")
     ] = True,
+    hand: Annotated[
+        bool, typer.Option(help="Also time torch.compile of the hand-written formula.")
+    ] = True,
+    precise: Annotated[
+        bool, typer.Option(help="Time the precise fast path (no less accurate native op).")
+    ] = False,
     quick: Annotated[bool, typer.Option(help="One short round per candidate (noisier).")] = False,
     min_time: Annotated[float, typer.Option(help="Seconds per candidate and round.")] = 0.1,
     rounds: Annotated[int, typer.Option(help="Interleaved rounds (best one is kept).")] = 5,
@@ -63,10 +69,12 @@ def bench(
         typer.Option("--out", "-o", "--json", help="Write the rows to this .json file."),
     ] = None,
 ) -> None:
-    """Kernel speed against x.clone() and native PyTorch, and bytes saved for backward.
+    """Kernel speed against x.clone(), native PyTorch and the compiled hand formula.
 
     Forward ratios are to the time of x.clone() (the memory-bandwidth floor); forward +
-    backward ratios to 2.5 clones (2.0 for gated activations).
+    backward ratios to 2.5 clones (2.0 for gated activations); fast/nat and fast/hand to
+    the native op and to torch.compile of the formula written by hand. Also the bytes
+    saved for backward.
     """
     from actlab.bench.ffn import bench_ffn
     from actlab.bench.kernels import (
@@ -116,7 +124,8 @@ def bench(
     rows = []
     for a in acts:
         row = bench_activation(a, size=n, dtype=dt, device=dev, backward=backward, eager=eager,
-                               min_run_time=min_time, rounds=rounds, clock=clock)
+                               hand=hand, precise=precise, min_run_time=min_time,
+                               rounds=rounds, clock=clock)
         rows.append(row)
         out.print(f"  {row.name}: {row.seconds:.1f} s", style="dim", markup=False)
     total = time.perf_counter() - start
@@ -134,7 +143,9 @@ def bench(
     out.print(
         f"forward <= 1.25 clones: {len(summary.fwd_within)}/{len(rows)}; "
         f"forward+backward <= 1.25 floors: {len(summary.fb_within)}/{len(rows)}; "
-        f"slower than native (> 1.05): {', '.join(summary.slower_than_native) or 'none'}"
+        f"slower than native (> 1.05): {', '.join(summary.slower_than_native) or 'none'}; "
+        f"slower than the better peer (> 1.05, fwd/f+b): "
+        f"{', '.join(summary.slower_than_best) or 'none'}"
     )
     out.print(f"total {total:.1f} s")
     ffn_rows = []

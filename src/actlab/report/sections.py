@@ -457,7 +457,10 @@ KERNEL_COLUMNS = {
     "name": "activation", "size": "elements", "dtype": "dtype", "path": "fast path",
     "fwd_ratio": "fwd / clone", "fb_ratio": "fwd+bwd / floor",
     "fwd_ratio_native": "native fwd / clone", "fb_ratio_native": "native fwd+bwd / floor",
-    "fast_vs_native": "fwd fast / native", "saved_fast": "saved B/elem",
+    "fast_vs_native": "fwd fast / native",
+    "fast_vs_best": "fwd fast / better of native and compiled hand formula",
+    "fb_fast_vs_best": "fwd+bwd fast / better of native and compiled hand formula",
+    "saved_fast": "saved B/elem",
     "saved_composite": "composite saved B/elem",
 }
 FFN_COLUMNS = {
