@@ -110,6 +110,11 @@ def study(
         Path | None, typer.Option(help="Write the HTML report here when the study ends.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    stack: Annotated[
+        bool,
+        typer.Option(help="Train the seeds of a cell together as one stacked model (mlp, "
+                     "cnn, char_lm); --no-stack runs every seed alone."),
+    ] = True,
     list_tasks: Annotated[
         bool, typer.Option("--list-tasks", help="List the tasks and their settings, then exit.")
     ] = False,
@@ -149,7 +154,7 @@ def study(
     _check_activations(act_names)
     spec = Study(
         tasks=task_ids, activations=act_names, seeds=seeds, grid=_parse_grid(lr, grid),
-        quick=quick, data_dir=data_dir,
+        quick=quick, data_dir=data_dir, stack=stack,
     )
     n = spec.size()
     console.print(

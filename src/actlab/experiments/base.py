@@ -99,6 +99,12 @@ class Task:
         architecture: the architecture whose choice of activation the task informs
             (``"mlp"``, ``"cnn"``, ``"transformer"``), or ``None`` for diagnostics
             (gradient flow, timing, XOR); answers are given per architecture.
+        run_group: ``run_group(specs, device) -> list[RunResult]`` trains several seeds
+            of one (activation, configuration) together as one stacked model, one result
+            per spec in order, each as ``run`` would give it (to float rounding); ``None``
+            when the task has no stacked form (its seeds run one by one).
+        can_group: ``can_group(spec) -> bool``: whether ``run_group`` takes this run
+            (e.g. not an activation with learned parameters); default: every run.
     """
 
     name: str
@@ -109,6 +115,14 @@ class Task:
     quick: Mapping[str, Any]
     description: str
     architecture: str | None = None
+    run_group: Callable[[list[RunSpec], torch.device], list[RunResult]] | None = None
+    can_group: Callable[[RunSpec], bool] | None = None
+
+    def groups(self, spec: RunSpec) -> bool:
+        """Whether this run may train stacked with the other seeds of its cell."""
+        if self.run_group is None:
+            return False
+        return True if self.can_group is None else bool(self.can_group(spec))
 
 
 TASKS: dict[str, Task] = {}

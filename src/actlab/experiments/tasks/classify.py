@@ -27,7 +27,13 @@ import torch
 from actlab.experiments.base import RunResult, RunSpec, Task, register_task
 from actlab.experiments.data import DATASETS, Dataset, load_dataset
 from actlab.experiments.models import CNN, MLP, MNIST1DCNN, count_params
-from actlab.experiments.tasks._common import positive_int, resolve_config, to_run_result
+from actlab.experiments.tasks._common import (
+    check_group,
+    positive_int,
+    resolve_config,
+    stackable,
+    to_run_result,
+)
 from actlab.experiments.train import fit_classifier, seed_everything
 
 DATA_KEYS = {"dataset": "digits", "split_seed": 0, "data_dir": None, "download": False}
@@ -105,62 +111,100 @@ def resolve_epochs(task: str, cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def _artifacts(cfg: dict[str, Any], model: torch.nn.Module, data: Dataset) -> dict[str, Any]:
+    return {
+        "config": cfg,
+        "params": count_params(model),
+        "dataset": {
+            "name": data.name,
+            "train": len(data.y_train),
+            "test": len(data.y_test),
+            "input_shape": list(data.input_shape),
+        },
+    }
+
+
+def _train_options(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "epochs": int(cfg["epochs"]),
+        "lr": float(cfg["lr"]),
+        "batch_size": int(cfg["batch"]),
+        "optimizer": str(cfg["optimizer"]),
+        "weight_decay": float(cfg["weight_decay"]),
+        "diverge_factor": _factor(cfg),
+    }
+
+
 def _fit(spec: RunSpec, cfg: dict[str, Any], model: torch.nn.Module, data: Dataset,
          device: torch.device, start: float) -> RunResult:
     model = model.to(device)
-    fit = fit_classifier(
-        model,
-        data,
-        epochs=int(cfg["epochs"]),
-        lr=float(cfg["lr"]),
-        batch_size=int(cfg["batch"]),
-        seed=spec.seed,
-        optimizer=str(cfg["optimizer"]),
-        weight_decay=float(cfg["weight_decay"]),
-        diverge_factor=_factor(cfg),
-    )
-    result = to_run_result(
-        fit,
-        {
-            "config": cfg,
-            "params": count_params(model),
-            "dataset": {
-                "name": data.name,
-                "train": len(data.y_train),
-                "test": len(data.y_test),
-                "input_shape": list(data.input_shape),
-            },
-        },
-    )
+    fit = fit_classifier(model, data, seed=spec.seed, **_train_options(cfg))
+    result = to_run_result(fit, _artifacts(cfg, model, data))
     result.wall_time = time.perf_counter() - start
     return result
 
 
-def run_mlp(spec: RunSpec, device: torch.device) -> RunResult:
-    start = time.perf_counter()
+def _fit_group(specs: list[RunSpec], cfg: dict[str, Any], models: list[torch.nn.Module],
+               data: Dataset, device: torch.device, start: float) -> list[RunResult]:
+    """Train the seeds of ``specs`` (one model each) as one stacked model."""
+    from actlab.experiments.train_stacked import fit_classifier_stacked
+
+    models = [m.to(device) for m in models]
+    fits = fit_classifier_stacked(
+        models, data, [s.seed for s in specs], **_train_options(cfg)
+    )
+    wall = (time.perf_counter() - start) / len(specs)
+    results = []
+    for fit, model in zip(fits, models, strict=True):
+        result = to_run_result(fit, _artifacts(cfg, model, data))
+        result.wall_time = wall
+        results.append(result)
+    return results
+
+
+def _mlp_setup(spec: RunSpec, device: torch.device) -> tuple[dict[str, Any], Dataset]:
     cfg = resolve_config(spec, MLP_DEFAULTS)
     positive_int(cfg, "batch")
     data = load_task_data("mlp", cfg, MLP_DATASETS, device)
-    cfg = resolve_epochs("mlp", cfg)
+    return resolve_epochs("mlp", cfg), data
+
+
+def _mlp_model(spec: RunSpec, cfg: dict[str, Any], data: Dataset) -> torch.nn.Module:
     seed_everything(spec.seed)
-    model = MLP(
+    return MLP(
         data.in_features,
         [int(h) for h in cfg["hidden"]],
         data.num_classes,
         spec.activation,
         residual=bool(cfg["residual"]),
     )
-    return _fit(spec, cfg, model, data, device, start)
 
 
-def run_cnn(spec: RunSpec, device: torch.device) -> RunResult:
+def run_mlp(spec: RunSpec, device: torch.device) -> RunResult:
     start = time.perf_counter()
+    cfg, data = _mlp_setup(spec, device)
+    return _fit(spec, cfg, _mlp_model(spec, cfg, data), data, device, start)
+
+
+def run_mlp_group(specs: list[RunSpec], device: torch.device) -> list[RunResult]:
+    """Seeds of one ``mlp`` cell as one stacked model (see :func:`run_mlp`)."""
+    start = time.perf_counter()
+    check_group(specs)
+    cfg, data = _mlp_setup(specs[0], device)
+    models = [_mlp_model(spec, cfg, data) for spec in specs]
+    return _fit_group(specs, cfg, models, data, device, start)
+
+
+def _cnn_setup(spec: RunSpec, device: torch.device) -> tuple[dict[str, Any], Dataset]:
     cfg = resolve_config(spec, CNN_DEFAULTS)
     positive_int(cfg, "batch", "hidden")
     if cfg["arch"] not in CNN_ARCHS:
         raise ValueError(f"unknown cnn arch {cfg['arch']!r}; accepted: {', '.join(CNN_ARCHS)}")
     data = load_task_data("cnn", cfg, CNN_DATASETS, device)
-    cfg = resolve_epochs("cnn", cfg)
+    return resolve_epochs("cnn", cfg), data
+
+
+def _cnn_model(spec: RunSpec, cfg: dict[str, Any], data: Dataset) -> torch.nn.Module:
     seed_everything(spec.seed)
     if cfg["arch"] == "mnist1d_paper":
         shape = data.input_shape
@@ -169,22 +213,37 @@ def run_cnn(spec: RunSpec, device: torch.device) -> RunResult:
                 f"arch 'mnist1d_paper' takes 1-D signals; dataset {data.name!r} has inputs "
                 f"of shape {shape}"
             )
-        model: torch.nn.Module = MNIST1DCNN(shape[-1], data.num_classes, spec.activation)
-    else:
-        model = CNN(
-            data.input_shape,
-            data.num_classes,
-            spec.activation,
-            channels=[int(c) for c in cfg["channels"]],
-            hidden=int(cfg["hidden"]),
-        )
-    return _fit(spec, cfg, model, data, device, start)
+        return MNIST1DCNN(shape[-1], data.num_classes, spec.activation)
+    return CNN(
+        data.input_shape,
+        data.num_classes,
+        spec.activation,
+        channels=[int(c) for c in cfg["channels"]],
+        hidden=int(cfg["hidden"]),
+    )
+
+
+def run_cnn(spec: RunSpec, device: torch.device) -> RunResult:
+    start = time.perf_counter()
+    cfg, data = _cnn_setup(spec, device)
+    return _fit(spec, cfg, _cnn_model(spec, cfg, data), data, device, start)
+
+
+def run_cnn_group(specs: list[RunSpec], device: torch.device) -> list[RunResult]:
+    """Seeds of one ``cnn`` cell as one stacked model (see :func:`run_cnn`)."""
+    start = time.perf_counter()
+    check_group(specs)
+    cfg, data = _cnn_setup(specs[0], device)
+    models = [_cnn_model(spec, cfg, data) for spec in specs]
+    return _fit_group(specs, cfg, models, data, device, start)
 
 
 MLP_TASK = register_task(
     Task(
         name="mlp",
         run=run_mlp,
+        run_group=run_mlp_group,
+        can_group=stackable,
         metric="test_accuracy",
         higher_is_better=True,
         defaults=MLP_DEFAULTS,
@@ -198,6 +257,8 @@ CNN_TASK = register_task(
     Task(
         name="cnn",
         run=run_cnn,
+        run_group=run_cnn_group,
+        can_group=stackable,
         metric="test_accuracy",
         higher_is_better=True,
         defaults=CNN_DEFAULTS,
