@@ -160,16 +160,32 @@ class StackedModule(nn.Module):
 
     @torch.no_grad()
     def keep(self, index: Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
-        """Keep only the seeds at ``index`` (in place), and their optimiser state."""
-        for p in self.parameters():
-            old = p.shape[0]
-            p.data = p.data[index]
-            p.grad = None
-            if optimizer is not None:
-                state = optimizer.state.get(p, {})
-                for key, value in state.items():
-                    if isinstance(value, Tensor) and value.dim() and value.shape[0] == old:
-                        state[key] = value[index]
+        """Keep only the seeds at ``index``, and their optimiser state.
+
+        Each parameter is replaced by a new one holding the kept seeds (autograd records
+        a leaf's shape, so a leaf cannot shrink in place); ``optimizer`` is pointed at the
+        new parameters, with their state sliced the same way.
+        """
+        swap: dict[nn.Parameter, nn.Parameter] = {}
+        for module in self.modules():
+            for name, old in list(module._parameters.items()):
+                if old is None:
+                    continue
+                new = swap.get(old)
+                if new is None:
+                    new = swap[old] = nn.Parameter(old.detach()[index].clone(),
+                                                   requires_grad=old.requires_grad)
+                module._parameters[name] = new
+        if optimizer is not None:
+            for group in optimizer.param_groups:
+                group["params"] = [swap.get(p, p) for p in group["params"]]
+            for old, new in swap.items():
+                state = optimizer.state.pop(old, None)
+                if state is not None:
+                    optimizer.state[new] = {
+                        k: v[index] if isinstance(v, Tensor) and v.shape == old.shape else v
+                        for k, v in state.items()
+                    }
         self.peaks.keep(index)
 
 
