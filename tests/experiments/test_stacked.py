@@ -82,7 +82,7 @@ def test_mlp_stacked_equals_one_by_one_over_hundreds_of_steps(digits, device, ac
 
 
 def test_mlp_stacked_float32_stays_within_float_tolerance(digits):
-    ones, stacked = _check_classifier(
+    ones, _ = _check_classifier(
         lambda: MLP(64, (64, 32), 10, "relu"), digits, torch.float32, "cpu", 1e-3, epochs=20,
     )
     assert any(r.curves["dead_fraction"][-1] > 0 for r in ones)  # dead units: counted alike
