@@ -61,3 +61,20 @@ def test_ray_workers_use_one_thread(local_ray):
     outcomes = list(RayExecutor(num_cpus=2).run(jobs))
     assert {o.result.metrics["threads"] for o in outcomes} == {1.0}
     assert ray.is_initialized()  # an instance that the caller started is left running
+
+
+def test_ray_runs_groups_and_retries_a_dying_group_seed_by_seed(local_ray):
+    from actlab.experiments.executors import plan_jobs
+
+    task = TASKS["tiny_group"]
+    runs = [(task, RunSpec("tiny_group", "relu", s, {**task.defaults, "crash": crash}))
+            for crash in ([], [1]) for s in range(3)]
+    jobs = plan_jobs(runs, parallel=1)
+    assert [len(j.specs) for j in jobs] == [3, 3]
+    out = {(o.spec.seed, bool(o.spec.config["crash"])): o.result
+           for o in RayExecutor(num_cpus=2).run(jobs)}
+    assert len(out) == 6
+    assert [out[s, False].artifacts["grouped"] for s in range(3)] == [3, 3, 3]
+    assert [out[s, True].status for s in range(3)] == ["ok", "failed", "ok"]
+    assert "grouped" not in out[0, True].artifacts  # the dead group's seeds ran alone
+    assert out[1, True].error.startswith("Ray task failed: ")

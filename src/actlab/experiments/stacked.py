@@ -192,29 +192,30 @@ class StackedModule(nn.Module):
 class StackedLinear(nn.Module):
     """``S`` linear layers applied as one batched matmul.
 
+    The weights are kept transposed, ``(S, in, out)``, so that the weight gradient of
+    ``baddbmm`` comes out contiguous (no copy per step).
+
     Shape: ``(S, *, in)`` -> ``(S, *, out)``; :meth:`shared` takes ``(N, in)`` (one input
     for every seed) -> ``(S, N, out)``.
     """
 
     def __init__(self, layers: Sequence[nn.Linear]) -> None:
         super().__init__()
-        self.weight = _stack([m.weight for m in layers])
+        self.weight = _stack([m.weight.t() for m in layers])
         self.bias = None if layers[0].bias is None else _stack([m.bias for m in layers])
 
     def forward(self, x: Tensor) -> Tensor:
         s, *mid, n_in = x.shape
         flat = x.reshape(s, -1, n_in)
         if self.bias is None:
-            out = torch.bmm(flat, self.weight.transpose(1, 2))
+            out = torch.bmm(flat, self.weight)
         else:
-            out = torch.baddbmm(self.bias.unsqueeze(1), flat, self.weight.transpose(1, 2))
+            out = torch.baddbmm(self.bias.unsqueeze(1), flat, self.weight)
         return out.reshape(s, *mid, out.shape[-1])
 
     def shared(self, x: Tensor) -> Tensor:
-        s, n_out, n_in = self.weight.shape
-        bias = None if self.bias is None else self.bias.reshape(-1)
-        out = F.linear(x, self.weight.reshape(s * n_out, n_in), bias)
-        return out.reshape(x.shape[0], s, n_out).transpose(0, 1)
+        out = torch.matmul(x, self.weight)  # (N, in) @ (S, in, out) -> (S, N, out)
+        return out if self.bias is None else out + self.bias.unsqueeze(1)
 
 
 class StackedMLP(StackedModule):
