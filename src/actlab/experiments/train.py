@@ -36,20 +36,37 @@ def seed_everything(seed: int) -> None:
 
 
 def make_optimizer(
-    model: nn.Module, name: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0
+    model: nn.Module,
+    name: str = "adam",
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    fused: bool = False,
 ) -> torch.optim.Optimizer:
-    """``adam`` (default), ``adamw`` or ``sgd`` (momentum 0.9) over the model's parameters."""
+    """``adam`` (default), ``adamw`` or ``sgd`` (momentum 0.9) over the model's parameters.
+
+    ``fused=True`` asks for PyTorch's fused implementation (one kernel per step over all
+    parameters; the same algorithm, rounded differently); where it is unavailable (an
+    older PyTorch, a device or dtype it does not support) the default one is used.
+    """
     if not (isinstance(lr, int | float) and lr > 0 and math.isfinite(lr)):
         raise ValueError(f"learning rate must be a positive number, got {lr!r}")
-    params = model.parameters()
+    params = list(model.parameters())
     key = name.lower()
     if key == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if key == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    if key == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; accepted: adam, adamw, sgd")
+        cls, options = torch.optim.Adam, {"lr": lr, "weight_decay": weight_decay}
+    elif key == "adamw":
+        cls, options = torch.optim.AdamW, {"lr": lr, "weight_decay": weight_decay}
+    elif key == "sgd":
+        cls = torch.optim.SGD
+        options = {"lr": lr, "momentum": 0.9, "weight_decay": weight_decay}
+    else:
+        raise ValueError(f"unknown optimizer {name!r}; accepted: adam, adamw, sgd")
+    if fused:
+        try:
+            return cls(params, fused=True, **options)
+        except (RuntimeError, TypeError, ValueError):  # not supported here: the default
+            pass
+    return cls(params, **options)
 
 
 @dataclass

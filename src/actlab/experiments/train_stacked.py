@@ -6,9 +6,10 @@ one-by-one run builds it) and the seeds, stacks the models
 (:func:`~actlab.experiments.stacked.stack_models`) and trains them together: each seed
 keeps its own initialisation, its own data order (its own ``torch.Generator`` seeded
 with the seed, drawn as in the one-by-one loop) and its own optimiser state (the
-optimisers are element-wise). They return one :class:`~actlab.experiments.train.FitResult`
-per seed, with the same curves, metrics, steps and divergence as the one-by-one loop,
-up to float rounding.
+optimisers are element-wise; the stack uses PyTorch's fused implementation where there
+is one, which rounds differently from the default but computes the same update). They
+return one :class:`~actlab.experiments.train.FitResult` per seed, with the same curves,
+metrics, steps and divergence as the one-by-one loop, up to float rounding.
 
 Divergence is per seed: a seed whose loss diverges is recorded as diverged (with its
 step) at the check where the one-by-one loop would stop, and leaves the stack (its
@@ -119,7 +120,7 @@ def fit_classifier_stacked(
     start = time.perf_counter()
     device = data.x_train.device
     model = stack_models(models)
-    opt = make_optimizer(model, optimizer, lr, weight_decay)
+    opt = make_optimizer(model, optimizer, lr, weight_decay, fused=True)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     watch = DivergenceWatch(device, diverge_factor, shape=(len(seeds),))
     names = ["train_loss", "test_loss", "test_accuracy", "epoch_time"]
@@ -239,7 +240,7 @@ def fit_lm_stacked(
     start = time.perf_counter()
     device = text.train.device
     model = stack_models(models)
-    opt = make_optimizer(model, optimizer, lr)
+    opt = make_optimizer(model, optimizer, lr, fused=True)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     watch = DivergenceWatch(device, diverge_factor, shape=(len(seeds),))
     results = [
