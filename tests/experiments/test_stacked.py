@@ -217,3 +217,18 @@ def test_stacked_model_shapes_and_shared_inputs():
     stacked.keep(torch.tensor([2]))
     assert stacked.seeds == 1
     assert torch.allclose(stacked(x, shared=True)[0], models[2](x), atol=1e-6)
+
+
+@pytest.mark.parametrize("c_in", [1, 16])  # grouped kernel below 8 channels, per seed above
+@pytest.mark.parametrize("conv", [nn.Conv1d, nn.Conv2d])
+def test_stacked_convolutions_are_each_seeds_own(conv, c_in):
+    from actlab.experiments.stacked import StackedConv
+
+    torch.manual_seed(0)
+    layers = [conv(c_in, 5, 3, padding=1, stride=2) for _ in range(3)]
+    stacked = StackedConv(layers)
+    space = (9,) if conv is nn.Conv1d else (9, 7)
+    xs = [torch.randn(4, c_in, *space) for _ in layers]
+    out = stacked(torch.cat(xs, dim=1))
+    for s, (layer, x) in enumerate(zip(layers, xs, strict=True)):
+        assert torch.allclose(out[:, 5 * s : 5 * s + 5], layer(x), atol=1e-5)

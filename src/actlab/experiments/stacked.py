@@ -250,8 +250,16 @@ class StackedMLP(StackedModule):
 
 
 class StackedConv(nn.Module):
-    """``S`` convolutions (1-D or 2-D) as one grouped convolution over side-by-side
-    channels: ``(N, S * C_in, *)`` -> ``(N, S * C_out, *)``."""
+    """``S`` convolutions (1-D or 2-D) over side-by-side channels:
+    ``(N, S * C_in, *)`` -> ``(N, S * C_out, *)``.
+
+    Layers with few input channels per seed run as one grouped convolution
+    (``groups=S``); wider ones as one convolution per seed on its channel slice, which
+    oneDNN runs faster on CPUs than the grouped kernel (measured: 0.77x the time for
+    32 -> 64 channels, 8 seeds).
+    """
+
+    GROUPED_BELOW = 8  # input channels per seed
 
     def __init__(self, layers: Sequence[nn.Conv1d | nn.Conv2d]) -> None:
         super().__init__()
@@ -264,10 +272,17 @@ class StackedConv(nn.Module):
         self.bias = None if first.bias is None else _stack([m.bias for m in layers])
 
     def forward(self, x: Tensor) -> Tensor:
-        s, c_out = self.weight.shape[:2]
-        weight = self.weight.reshape(s * c_out, *self.weight.shape[2:])
-        bias = None if self.bias is None else self.bias.reshape(-1)
-        return self.conv(x, weight, bias, self.stride, self.padding, self.dilation, s)
+        s, c_out, c_in = self.weight.shape[:3]
+        args = (self.stride, self.padding, self.dilation)
+        if c_in < self.GROUPED_BELOW:
+            weight = self.weight.reshape(s * c_out, *self.weight.shape[2:])
+            bias = None if self.bias is None else self.bias.reshape(-1)
+            return self.conv(x, weight, bias, *args, s)
+        outs = [
+            self.conv(part, self.weight[i], None if self.bias is None else self.bias[i], *args)
+            for i, part in enumerate(x.chunk(s, dim=1))
+        ]
+        return torch.cat(outs, dim=1)
 
 
 class StackedConvNet(StackedModule):
