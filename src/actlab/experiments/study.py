@@ -258,6 +258,10 @@ def run_study(
         A :class:`StudySummary`. Ctrl-C stops the workers and re-raises
         ``KeyboardInterrupt`` after printing what was saved.
 
+    With ``study.stack`` (the default), the unfinished seeds of each cell whose task has a
+    stacked form run as groups (:func:`~actlab.experiments.executors.plan_jobs`); each
+    seed is still written as its own run, the moment its group finishes.
+
     Worker processes use the ``spawn`` start method: in a script, call this under
     ``if __name__ == "__main__":``. Tasks defined in a script must live in an importable
     module (workers import them by name); formula activations travel by their key, and
