@@ -130,6 +130,11 @@ def group_run(specs: list[RunSpec], device: torch.device) -> list[RunResult]:
     return out
 
 
+def group_limit(spec: RunSpec) -> int:
+    """tanh runs alone; else ``config["limit"]`` seeds per stack (default 16)."""
+    return 1 if spec.activation == "tanh" else int(spec.config.get("limit", 16))
+
+
 def group_single_run(spec: RunSpec, device: torch.device) -> RunResult:
     if spec.seed in spec.config.get("crash", ()):
         os.kill(os.getpid(), signal.SIGKILL)
@@ -155,8 +160,9 @@ _task("tiny_fail", fail_run, "score", True, {"unless": ""})
 _task("tiny_crash", crash_run, "score", True, {"crash": [], "how": "kill", "sleep": 0.3})
 register_task(
     Task(name="tiny_group", run=group_single_run, run_group=group_run,
-         can_group=lambda spec: spec.activation != "tanh", metric="accuracy",
+         stack_limit=group_limit, metric="accuracy",
          higher_is_better=True, description="test task tiny_group",
-         defaults={"steps": 20, "lr": 0.05, "log": "", "fail_group": False, "crash": []},
+         defaults={"steps": 20, "lr": 0.05, "log": "", "fail_group": False, "crash": [],
+                   "limit": 16},
          quick={})
 )

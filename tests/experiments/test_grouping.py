@@ -46,7 +46,7 @@ def test_plan_groups_seeds_of_a_cell_and_leaves_the_rest_alone():
     jobs = plan_jobs(runs, parallel=1)
     assert _shape(jobs) == [  # in the order of each cell's first run
         ("relu", [0, 1, 2], True),
-        ("tanh", [0], False),  # the task's can_group refuses tanh
+        ("tanh", [0], False),  # the task's stack_limit is 1 for tanh
         ("gelu", [0, 1, 2], True),
         ("tanh", [1], False),
         ("tanh", [2], False),
@@ -158,3 +158,37 @@ def test_jobs_keep_their_one_run_form():
     job = Job(spec, TASKS["tiny_fit"].run)
     assert job.specs == (spec,) and job.alone() == [job]
     assert [o.result.status for o in execute_job(job)] == ["ok"]
+
+
+def test_plan_follows_the_tasks_stack_limit():
+    limited = _runs("tiny_group", seeds=range(8), limit=3)
+    assert [len(j.specs) for j in plan_jobs(limited)] == [3, 3, 2]
+    alone = _runs("tiny_group", seeds=range(3), limit=1)
+    assert [len(j.specs) for j in plan_jobs(alone)] == [1, 1, 1]
+
+
+def test_stack_limits_of_the_real_tasks():
+    import torch
+
+    from actlab.experiments.models import MLP
+    from actlab.experiments.stacked import STACK_BUDGET, activation_volume, seeds_within_budget
+    from actlab.experiments.study import parse_task_id
+
+    with torch.device("meta"):  # 5 x (3 linear + 3 activation + 2 head) values
+        assert activation_volume(MLP(4, (3,), 2), torch.empty(5, 4)) == 40
+    assert seeds_within_budget(STACK_BUDGET // 3) == 3 and seeds_within_budget(10**12) == 1
+
+    def size(task_id, activation="relu", **extra):
+        name, overrides = parse_task_id(task_id)
+        task = TASKS[name]
+        spec = RunSpec(name, activation, 0, {**task.defaults, **overrides, **extra})
+        return task.stack_size(spec, 16)
+
+    assert size("mlp/mnist1d") == 16  # 128 x 778 values a step: many fit
+    assert size("mlp/mnist1d", "prelu") == 1  # learned alpha: alone
+    assert size("cnn/fashion_mnist") == 1  # 128 x 85k values a step: too large to gain
+    assert 1 < size("cnn/mnist1d") < 16
+    assert size("char_lm", "gelu") == 1
+    assert size("char_lm", "gelu", **TASKS["char_lm"].quick) == 16
+    assert size("mlp/mnist1d", batch=-1) == 1  # a bad setting: alone, and the run says why
+    assert size("xor") == 1  # no stacked form

@@ -88,10 +88,10 @@ def plan_jobs(
     """The jobs for ``(task, spec)`` runs: seeds of one cell grouped where the task can.
 
     With ``stack``, the runs of one (task, activation, configuration) whose task has a
-    ``run_group`` accepting them (:meth:`Task.groups`) form groups of at most
-    ``max_stack`` seeds; when there are fewer jobs than ``parallel`` workers, cells are
-    split further so that every worker has one. A group of one is a plain run. Jobs come
-    in the order of each cell's first run.
+    ``run_group`` form groups of at most ``max_stack`` seeds and at most what the task
+    allows for that run (:meth:`Task.stack_size`); when there are fewer jobs than
+    ``parallel`` workers, cells are split further so that every worker has one. A group of
+    one is a plain run. Jobs come in the order of each cell's first run.
 
     Example:
         >>> jobs = plan_jobs(study.specs(), parallel=2)        # doctest: +SKIP
@@ -100,10 +100,13 @@ def plan_jobs(
         raise ValueError(f"max_stack must be an integer >= 1, got {max_stack!r}")
     runs = list(runs)
     cells: dict[tuple[str, str, str], list[tuple[Task, RunSpec]]] = {}
+    limits: dict[tuple[str, str, str], int] = {}
     order: list[tuple[str, str, str] | tuple[Task, RunSpec]] = []
     for task, spec in runs:
-        if stack and task.groups(spec):
-            key = (spec.task, spec.activation, spec.config_hash)
+        key = (spec.task, spec.activation, spec.config_hash)
+        if stack and key not in limits:
+            limits[key] = task.stack_size(spec, max_stack)
+        if stack and limits[key] > 1:
             if key not in cells:
                 cells[key] = []
                 order.append(key)
@@ -119,7 +122,8 @@ def plan_jobs(
             continue
         members = cells[item]  # type: ignore[index]
         n = len(members)
-        pieces = max(-(-n // max_stack), min(n, -(-parallel // units) if units < parallel else 1))
+        spread = min(n, -(-parallel // units)) if units < parallel else 1
+        pieces = max(-(-n // limits[item]), spread)  # type: ignore[index]
         start = 0
         for p in range(pieces):
             size = n // pieces + (1 if p < n % pieces else 0)

@@ -84,6 +84,24 @@ def _model(spec: RunSpec, cfg: dict[str, Any], text: TextData,
     ).to(device)
 
 
+def stack_limit(spec: RunSpec) -> int:
+    """How many seeds of a ``char_lm`` run may train as one stack (1 for an activation that
+    cannot stack; else as many as fit :data:`~actlab.experiments.stacked.STACK_BUDGET`)."""
+    from actlab.experiments.stacked import activation_volume, seeds_within_budget
+
+    if not stackable(spec):
+        return 1
+    cfg = resolve_config(spec, DEFAULTS)
+    with torch.device("meta"):
+        model = CharTransformer(
+            128, block_size=int(cfg["block"]), d_model=int(cfg["d_model"]),
+            n_layer=int(cfg["n_layer"]), n_head=int(cfg["n_head"]), d_ff=int(cfg["d_ff"]),
+            activation=spec.activation,
+        )
+        example = torch.zeros(int(cfg["batch"]), int(cfg["block"]), dtype=torch.long)
+    return seeds_within_budget(activation_volume(model, example))
+
+
 def _options(cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         "steps": int(cfg["steps"]),
@@ -133,7 +151,7 @@ TASK = register_task(
         name="char_lm",
         run=run,
         run_group=run_group,
-        can_group=stackable,
+        stack_limit=stack_limit,
         metric="val_loss",
         higher_is_better=False,
         defaults=DEFAULTS,

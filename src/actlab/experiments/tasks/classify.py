@@ -19,6 +19,7 @@ layer). Table 1 of the paper reports 32 %, 68 % and 94 %; the authors' own noteb
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -169,15 +170,20 @@ def _mlp_setup(spec: RunSpec, device: torch.device) -> tuple[dict[str, Any], Dat
     return resolve_epochs("mlp", cfg), data
 
 
-def _mlp_model(spec: RunSpec, cfg: dict[str, Any], data: Dataset) -> torch.nn.Module:
-    seed_everything(spec.seed)
+def _mlp_arch(spec: RunSpec, cfg: dict[str, Any], shape: tuple[int, ...],
+              classes: int) -> torch.nn.Module:
     return MLP(
-        data.in_features,
+        math.prod(shape),
         [int(h) for h in cfg["hidden"]],
-        data.num_classes,
+        classes,
         spec.activation,
         residual=bool(cfg["residual"]),
     )
+
+
+def _mlp_model(spec: RunSpec, cfg: dict[str, Any], data: Dataset) -> torch.nn.Module:
+    seed_everything(spec.seed)
+    return _mlp_arch(spec, cfg, data.input_shape, data.num_classes)
 
 
 def run_mlp(spec: RunSpec, device: torch.device) -> RunResult:
@@ -204,23 +210,27 @@ def _cnn_setup(spec: RunSpec, device: torch.device) -> tuple[dict[str, Any], Dat
     return resolve_epochs("cnn", cfg), data
 
 
-def _cnn_model(spec: RunSpec, cfg: dict[str, Any], data: Dataset) -> torch.nn.Module:
-    seed_everything(spec.seed)
+def _cnn_arch(spec: RunSpec, cfg: dict[str, Any], shape: tuple[int, ...], classes: int,
+              name: str) -> torch.nn.Module:
     if cfg["arch"] == "mnist1d_paper":
-        shape = data.input_shape
         if len(shape) > 2 or (len(shape) == 2 and shape[0] != 1):
             raise ValueError(
-                f"arch 'mnist1d_paper' takes 1-D signals; dataset {data.name!r} has inputs "
+                f"arch 'mnist1d_paper' takes 1-D signals; dataset {name!r} has inputs "
                 f"of shape {shape}"
             )
-        return MNIST1DCNN(shape[-1], data.num_classes, spec.activation)
+        return MNIST1DCNN(shape[-1], classes, spec.activation)
     return CNN(
-        data.input_shape,
-        data.num_classes,
+        shape,
+        classes,
         spec.activation,
         channels=[int(c) for c in cfg["channels"]],
         hidden=int(cfg["hidden"]),
     )
+
+
+def _cnn_model(spec: RunSpec, cfg: dict[str, Any], data: Dataset) -> torch.nn.Module:
+    seed_everything(spec.seed)
+    return _cnn_arch(spec, cfg, data.input_shape, data.num_classes, data.name)
 
 
 def run_cnn(spec: RunSpec, device: torch.device) -> RunResult:
@@ -238,12 +248,50 @@ def run_cnn_group(specs: list[RunSpec], device: torch.device) -> list[RunResult]
     return _fit_group(specs, cfg, models, data, device, start)
 
 
+#: input shape and classes of each dataset (to size a stack without loading the data)
+INPUT_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    "spirals": ((2,), 2),
+    "digits": ((1, 8, 8), 10),
+    "mnist1d": ((40,), 10),
+    "mnist": ((1, 28, 28), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+}
+
+
+def _stack_limit(spec: RunSpec, defaults: dict[str, Any], arch: Any) -> int:
+    """Seeds per stack: 1 for an activation that cannot stack or an unknown dataset, else
+    as many as fit :data:`~actlab.experiments.stacked.STACK_BUDGET` (shapes only)."""
+    from actlab.experiments.stacked import activation_volume, seeds_within_budget
+
+    cfg = resolve_config(spec, defaults)
+    if not stackable(spec) or str(cfg["dataset"]) not in INPUT_SHAPES:
+        return 1
+    shape, classes = INPUT_SHAPES[str(cfg["dataset"])]
+    with torch.device("meta"):
+        model = arch(spec, cfg, shape, classes, str(cfg["dataset"]))
+        example = torch.empty(int(cfg["batch"]), *shape)
+    return seeds_within_budget(activation_volume(model, example))
+
+
+def mlp_stack_limit(spec: RunSpec) -> int:
+    """How many seeds of an ``mlp`` run may train as one stack."""
+    return _stack_limit(spec, MLP_DEFAULTS,
+                        lambda spec, cfg, shape, classes, name: _mlp_arch(spec, cfg, shape,
+                                                                          classes))
+
+
+def cnn_stack_limit(spec: RunSpec) -> int:
+    """How many seeds of a ``cnn`` run may train as one stack."""
+    return _stack_limit(spec, CNN_DEFAULTS, _cnn_arch)
+
+
 MLP_TASK = register_task(
     Task(
         name="mlp",
         run=run_mlp,
         run_group=run_mlp_group,
-        can_group=stackable,
+        stack_limit=mlp_stack_limit,
         metric="test_accuracy",
         higher_is_better=True,
         defaults=MLP_DEFAULTS,
@@ -258,7 +306,7 @@ CNN_TASK = register_task(
         name="cnn",
         run=run_cnn,
         run_group=run_cnn_group,
-        can_group=stackable,
+        stack_limit=cnn_stack_limit,
         metric="test_accuracy",
         higher_is_better=True,
         defaults=CNN_DEFAULTS,
