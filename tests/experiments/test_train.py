@@ -155,3 +155,12 @@ def test_fit_lm_beats_the_uniform_predictor():
     assert res.metrics["val_loss"] < math.log(text.vocab_size) - 0.5
     assert res.metrics["val_bpc"] == pytest.approx(res.metrics["val_loss"] / math.log(2))
     assert res.steps == 60
+
+
+def test_dead_units_sampled_or_on_every_batch(small_digits):
+    for every in (1, 4):
+        torch.manual_seed(0)
+        res = fit_classifier(DeadFirstLayer(), small_digits, epochs=1, dead_every=every)
+        assert sorted(res.extra["dead_by_layer"].values())[-1] == 1.0
+    with pytest.raises(ValueError, match="dead_every must be an integer >= 1, got 0"):
+        fit_classifier(DeadFirstLayer(), small_digits, epochs=1, dead_every=0)

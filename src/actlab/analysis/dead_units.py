@@ -174,6 +174,7 @@ class DeadUnitMonitor:
         self._modules = watched
         self._sites: dict[tuple[int, int], _Site] = {}
         self._calls: dict[int, int] = {}
+        self._reduce: dict[int, list[int]] = {}
         self._handles: list[Any] = []
         self.paused = False
         self._attach()
@@ -200,18 +201,23 @@ class DeadUnitMonitor:
             return None
         return (x.view_as(x), *args[1:])
 
-    def _dims(self, t: Tensor) -> list[int]:
-        ud = self.unit_dim if self.unit_dim is not None else (1 if t.dim() >= 4 else -1)
-        ud = ud % t.dim()
-        return [d for d in range(t.dim()) if d != ud]
+    def _dims(self, ndim: int) -> list[int]:
+        """The dimensions reduced for an output of ``ndim`` dimensions (cached)."""
+        dims = self._reduce.get(ndim)
+        if dims is None:
+            ud = self.unit_dim if self.unit_dim is not None else (1 if ndim >= 4 else -1)
+            ud = ud % ndim
+            dims = self._reduce[ndim] = [d for d in range(ndim) if d != ud]
+        return dims
 
     def _peak(self, t: Tensor) -> Tensor:
         """Largest ``|t|`` per unit (one reduction; ``abs().amax`` is the fastest on CPU)."""
-        t = t.detach()
-        if t.dim() == 0:
-            return t.abs().reshape(1)
-        dims = self._dims(t)
-        return t.abs().amax(dim=dims) if dims else t.abs()
+        t = t.detach().abs()
+        ndim = t.dim()
+        if ndim == 0:
+            return t.reshape(1)
+        dims = self._dims(ndim)
+        return t.amax(dim=dims) if dims else t
 
     def _site(self, module: nn.Module, k: int) -> _Site:
         key = (id(module), k)
@@ -228,9 +234,10 @@ class DeadUnitMonitor:
     def _forward(self, module: nn.Module, args: Any, output: Any) -> None:
         if self.paused or not isinstance(output, Tensor):
             return
-        k = self._calls.get(id(module), 0)
-        self._calls[id(module)] = k + 1
-        site = self._site(module, k)
+        key = id(module)
+        k = self._calls.get(key, 0)
+        self._calls[key] = k + 1
+        site = self._sites.get((key, k)) or self._site(module, k)
         site.add(self._peak(output))
         x = args[0] if args else None
         if (

@@ -32,11 +32,13 @@ from actlab.experiments.base import STATUS_DIVERGED, STATUS_OK
 from actlab.experiments.data import Dataset, TextData
 from actlab.experiments.stacked import StackedModule, stack_models
 from actlab.experiments.train import (
+    DEAD_EVERY,
     DIVERGE_FACTOR,
     DivergenceWatch,
     FitResult,
     _windows,
     batch_sizes,
+    check_dead_every,
     final_metrics,
     make_optimizer,
 )
@@ -98,12 +100,14 @@ def fit_classifier_stacked(
     weight_decay: float = 0.0,
     monitor_dead: bool = True,
     diverge_factor: float | None = DIVERGE_FACTOR,
+    dead_every: int = DEAD_EVERY,
 ) -> list[FitResult]:
     """:func:`~actlab.experiments.train.fit_classifier` for several seeds at once.
 
     ``models[i]`` is seed ``seeds[i]``'s model; seed ``seeds[i]`` also seeds its batch
-    shuffling. Returns one ``FitResult`` per seed, in order; ``dead_fraction`` counts
-    the units whose output was never non-zero during the epoch, per seed.
+    shuffling. Returns one ``FitResult`` per seed, in order; ``dead_fraction`` counts,
+    per seed, the units whose output was never non-zero on the epoch's sampled batches
+    (every ``dead_every``-th, as one by one).
 
     Example:
         >>> ds = load_dataset("digits")
@@ -117,6 +121,7 @@ def fit_classifier_stacked(
     seeds = _check_seeds(models, seeds)
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    check_dead_every(dead_every)
     start = time.perf_counter()
     device = data.x_train.device
     model = stack_models(models)
@@ -135,10 +140,10 @@ def fit_classifier_stacked(
     for _ in range(epochs):
         t0 = time.perf_counter()
         model.peaks.reset()
-        model.peaks.enabled = monitor_dead
         perm = torch.stack([torch.randperm(n, generator=gens[j]) for j in active]).to(device)
         losses: list[Tensor] = []
-        for i in range(0, n, batch_size):
+        for b, i in enumerate(range(0, n, batch_size)):
+            model.peaks.enabled = monitor_dead and b % dead_every == 0
             idx = perm[:, i : i + batch_size]
             logits = model(x[idx])
             per_seed = F.cross_entropy(
