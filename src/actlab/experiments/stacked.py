@@ -5,8 +5,9 @@ configuration), each built with its own seed exactly as a one-by-one run builds 
 returns one module whose parameters carry the seeds on a leading dimension ``S``:
 
 - linear layers become batched matmuls (``torch.baddbmm`` over ``(S, N, in)``);
-- convolutions become one grouped convolution (``groups=S``, the seeds' channels side by
-  side);
+- convolutions run on the seeds' channels side by side: one grouped convolution
+  (``groups=S``) for narrow layers, one convolution per seed's channel slice for wide ones
+  (faster on CPUs);
 - embeddings one lookup in the seeds' tables laid end to end; layer norms keep one scale
   and shift per seed; attention runs on ``S * N`` sequences;
 - activation modules (stateless: no learned parameters) act element-wise on the stacked
