@@ -233,9 +233,9 @@ def fit_classifier(
 
     What a run records costs little against the training itself: each step keeps its
     detached loss, and the monitor one running peak per unit on the sampled batches
-    (about 7% of a small MLP's step when every batch is sampled, under 2% at every
-    4th); the losses are summed and checked for divergence once per epoch (one host
-    sync).
+    (with every batch sampled, the loop took 1.08x a minimal loop's time on the
+    ``mlp/mnist1d`` model, 1.03x at every 4th); the losses are summed and checked for
+    divergence once per epoch (one host sync).
 
     Args:
         seed: seeds the batch shuffling (model initialisation is the caller's).
