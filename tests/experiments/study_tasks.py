@@ -13,6 +13,11 @@ They are module-level functions so that spawned worker processes and Ray can run
 - ``tiny_crash``: kills its own worker process (SIGKILL, or ``os._exit(3)`` with
   ``how="exit"``) when the seed is in ``config["crash"]``, else returns after a short sleep.
 
+- ``tiny_group``: ``tiny_fit`` with a ``run_group`` that trains the seeds one after the
+  other in its worker and marks each result (``artifacts["grouped"]``), records the
+  seeds of each group in ``config["log"]``, raises when ``config["fail_group"]``, and kills
+  its worker when a seed is in ``config["crash"]``.
+
 ``cube`` is a module-level activation function (workers can unpickle it by reference).
 """
 
@@ -108,6 +113,34 @@ def crash_run(spec: RunSpec, device: torch.device) -> RunResult:
     return RunResult(status=STATUS_OK, metrics={"score": float(spec.seed)})
 
 
+def group_run(specs: list[RunSpec], device: torch.device) -> list[RunResult]:
+    cfg = specs[0].config
+    if cfg.get("log"):
+        with open(cfg["log"], "a") as fh:
+            fh.write(",".join(str(s.seed) for s in specs) + f"\t{os.getpid()}\n")
+    if cfg.get("fail_group"):
+        raise RuntimeError("deliberate group failure")
+    out = []
+    for spec in specs:
+        if spec.seed in cfg.get("crash", ()):
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = fit_run(spec, device)
+        result.artifacts["grouped"] = len(specs)
+        out.append(result)
+    return out
+
+
+def group_limit(spec: RunSpec) -> int:
+    """tanh runs alone; else ``config["limit"]`` seeds per stack (default 16)."""
+    return 1 if spec.activation == "tanh" else int(spec.config.get("limit", 16))
+
+
+def group_single_run(spec: RunSpec, device: torch.device) -> RunResult:
+    if spec.seed in spec.config.get("crash", ()):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return fit_run(spec, device)
+
+
 def cube(x: torch.Tensor) -> torch.Tensor:
     return x * x * x + x
 
@@ -125,3 +158,11 @@ _task("tiny_slow", slow_run, "score", True, {"sleep": 0.2, "log": "", "data_dir"
 _task("tiny_diverge", diverge_run, "loss", False, {"lr": 0.1})
 _task("tiny_fail", fail_run, "score", True, {"unless": ""})
 _task("tiny_crash", crash_run, "score", True, {"crash": [], "how": "kill", "sleep": 0.3})
+register_task(
+    Task(name="tiny_group", run=group_single_run, run_group=group_run,
+         stack_limit=group_limit, metric="accuracy",
+         higher_is_better=True, description="test task tiny_group",
+         defaults={"steps": 20, "lr": 0.05, "log": "", "fail_group": False, "crash": [],
+                   "limit": 16},
+         quick={})
+)

@@ -90,3 +90,20 @@ def test_ray_runs_a_task_file_that_its_workers_never_saw(tmp_path, local_ray):
     finally:
         TASKS.clear()
         TASKS.update(before)
+
+
+def test_ray_runs_groups_and_retries_a_dying_group_seed_by_seed(local_ray):
+    from actlab.experiments.executors import plan_jobs
+
+    task = TASKS["tiny_group"]
+    runs = [(task, RunSpec("tiny_group", "relu", s, {**task.defaults, "crash": crash}))
+            for crash in ([], [1]) for s in range(3)]
+    jobs = plan_jobs(runs, parallel=1)
+    assert [len(j.specs) for j in jobs] == [3, 3]
+    out = {(o.spec.seed, bool(o.spec.config["crash"])): o.result
+           for o in RayExecutor(num_cpus=2).run(jobs)}
+    assert len(out) == 6
+    assert [out[s, False].artifacts["grouped"] for s in range(3)] == [3, 3, 3]
+    assert [out[s, True].status for s in range(3)] == ["ok", "failed", "ok"]
+    assert "grouped" not in out[0, True].artifacts  # the dead group's seeds ran alone
+    assert out[1, True].error.startswith("Ray task failed: ")

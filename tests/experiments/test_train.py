@@ -171,3 +171,12 @@ def test_learnable_activations_train_and_learn_their_parameters(name, small_digi
     after = dict(model.acts[0].named_parameters())
     assert set(before) == set(actlab.get(name).learn)
     assert all(not torch.equal(before[n], after[n].detach()) for n in before)
+
+
+def test_dead_units_sampled_or_on_every_batch(small_digits):
+    for every in (1, 4):
+        torch.manual_seed(0)
+        res = fit_classifier(DeadFirstLayer(), small_digits, epochs=1, dead_every=every)
+        assert sorted(res.extra["dead_by_layer"].values())[-1] == 1.0
+    with pytest.raises(ValueError, match="dead_every must be an integer >= 1, got 0"):
+        fit_classifier(DeadFirstLayer(), small_digits, epochs=1, dead_every=0)

@@ -6,10 +6,12 @@ A unit (a feature: the last dimension of ``(N, ..., F)`` outputs, the channel of
 gradient back to its input. ReLU units whose pre-activation stays negative are the classic
 case ("dying ReLU"); leaky and smooth activations are never dead at threshold 0.
 
-The monitor attaches forward hooks (and full backward hooks) to every activation layer of
-any PyTorch model, reduces each output on the fly to one flag per unit (``amax`` over the
-batch and spatial dimensions, on the model's device, without synchronising), and reports
-the dead fraction per layer. ``detach()`` removes every hook: the model is left as it was.
+The monitor attaches forward hooks to every activation layer of any PyTorch model (and a
+tensor hook on each layer's input for the gradient), folds each output and each input
+gradient on the fly into a running peak ``max |value|`` per unit (one ``abs().amax`` over
+the batch and spatial dimensions and one in-place ``fmax``, on the model's device, without
+synchronising), and reports the dead fraction per layer. ``detach()`` removes every hook:
+the model is left as it was.
 
 Example:
     >>> mon = DeadUnitMonitor(model)
@@ -47,47 +49,73 @@ def _is_activation(m: nn.Module) -> bool:
 
 
 class _Site:
-    """State of one call site of one activation module (a layer)."""
+    """State of one call site of one activation module (a layer).
+
+    Per unit it keeps the largest ``|output|`` and the largest ``|gradient|`` passed to the
+    input (``fmax``: a NaN batch leaves the peak as it was), on the model's device; a unit
+    is alive when either peak exceeds the threshold. With a window, one pair of peaks per
+    batch is kept instead.
+    """
 
     def __init__(self, name: str, window: int | None) -> None:
         self.name = name
         self.units: int | None = None
-        self.batches: deque[Tensor] = deque(maxlen=window)  # per-batch alive flags
-        self.total: Tensor | None = None  # OR of all batches (window None)
+        self.batches: deque[list[Tensor | None]] = deque(maxlen=window)  # [out, grad] peaks
+        self.out_peak: Tensor | None = None  # running peaks (window None)
+        self.grad_peak: Tensor | None = None
         self.grad_seen = False
 
-    def add(self, alive: Tensor) -> None:
-        if self.units is not None and alive.numel() != self.units:
+    def add(self, peak: Tensor) -> None:
+        if self.units is not None and peak.numel() != self.units:
             raise ValueError(
-                f"layer {self.name} produced {alive.numel()} units after {self.units}; "
+                f"layer {self.name} produced {peak.numel()} units after {self.units}; "
                 "pass unit_dim to DeadUnitMonitor if the unit dimension is not the default"
             )
-        self.units = alive.numel()
+        self.units = peak.numel()
         if self.batches.maxlen is not None:
-            self.batches.append(alive)
+            self.batches.append([peak, None])
+        elif self.out_peak is None:
+            self.out_peak = peak
         else:
-            self.total = alive if self.total is None else self.total | alive
+            torch.fmax(self.out_peak, peak, out=self.out_peak)
 
-    def add_grad(self, alive: Tensor) -> None:
+    def add_grad(self, peak: Tensor) -> None:
         self.grad_seen = True
-        if self.batches.maxlen is not None and self.batches:
-            self.batches[-1] = self.batches[-1] | alive
-        elif self.total is not None:
-            self.total = self.total | alive
+        if self.batches.maxlen is not None:
+            if self.batches:
+                last = self.batches[-1]
+                last[1] = peak if last[1] is None else torch.fmax(last[1], peak)
+        elif self.grad_peak is None:
+            self.grad_peak = peak
+        elif self.grad_peak.shape == peak.shape:
+            torch.fmax(self.grad_peak, peak, out=self.grad_peak)
 
-    def alive(self) -> Tensor | None:
+    def _alive(self, out: Tensor, grad: Tensor | None, threshold: float) -> Tensor:
+        alive = out > threshold
+        if grad is not None:
+            g = grad > threshold
+            if g.numel() == 2 * alive.numel():  # gated: both halves feed one unit
+                g = g.reshape(2, alive.numel()).any(dim=0)
+            if g.numel() == alive.numel():
+                alive = alive | g.reshape(alive.shape)
+        return alive
+
+    def alive(self, threshold: float) -> Tensor | None:
         if self.batches.maxlen is not None:
             if not self.batches:
                 return None
-            out = self.batches[0]
-            for b in list(self.batches)[1:]:
-                out = out | b
+            flags = [self._alive(o, g, threshold) for o, g in self.batches if o is not None]
+            out = flags[0]
+            for f in flags[1:]:
+                out = out | f
             return out
-        return self.total
+        if self.out_peak is None:
+            return None
+        return self._alive(self.out_peak, self.grad_peak, threshold)
 
     def reset(self) -> None:
         self.batches.clear()
-        self.total = None
+        self.out_peak = self.grad_peak = None
         self.grad_seen = False
 
 
@@ -105,8 +133,9 @@ class DeadUnitMonitor:
             modules whose outputs are the activations instead).
         unit_dim: the unit dimension of outputs; default: 1 for outputs with 4 or more
             dimensions (channels of N, C, H, W), else the last one.
-        gradients: also require that dead units passed no gradient (full backward hooks;
-            skipped for in-place modules).
+        gradients: also require that dead units passed no gradient (a tensor hook on a
+            view of the module's input, so it sees only the gradient the module passes
+            back; skipped for in-place modules).
 
     A module used at several places in one forward pass (one ``nn.ReLU()`` reused) is
     tracked per call site: ``name`` if it is called once per forward, else the names it
@@ -145,9 +174,8 @@ class DeadUnitMonitor:
         self._modules = watched
         self._sites: dict[tuple[int, int], _Site] = {}
         self._calls: dict[int, int] = {}
-        self._pending: dict[int, list[int]] = {}
+        self._reduce: dict[int, list[int]] = {}
         self._handles: list[Any] = []
-        self._full_backward: dict[int, Any] = {}
         self.paused = False
         self._attach()
 
@@ -155,28 +183,41 @@ class DeadUnitMonitor:
     def _attach(self) -> None:
         self._handles.append(self.model.register_forward_pre_hook(self._new_forward))
         for m in self._modules:
-            self._handles.append(m.register_forward_hook(self._forward))
             if self.gradients and not getattr(m, "inplace", False):
-                self._full_backward[id(m)] = m.__dict__.get("_is_full_backward_hook")
-                self._handles.append(m.register_full_backward_hook(self._backward))
+                self._handles.append(m.register_forward_pre_hook(self._alias_input))
+            self._handles.append(m.register_forward_hook(self._forward))
 
     def _new_forward(self, module: nn.Module, args: Any) -> None:
         self._calls.clear()
 
-    def _dims(self, t: Tensor) -> tuple[int, list[int]]:
-        ud = self.unit_dim if self.unit_dim is not None else (1 if t.dim() >= 4 else -1)
-        ud = ud % t.dim()
-        return ud, [d for d in range(t.dim()) if d != ud]
+    def _alias_input(self, module: nn.Module, args: Any) -> Any:
+        """Feed the module a fresh view of its input, so that a hook on that view sees
+        exactly the gradient the module passes back (a tensor hook, much cheaper than a
+        full backward hook)."""
+        if self.paused or not args or not isinstance(args[0], Tensor):
+            return None
+        x = args[0]
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return None
+        return (x.view_as(x), *args[1:])
 
-    def _alive(self, t: Tensor) -> Tensor:
-        if t.dim() == 0:
-            t = t.reshape(1)
-        _, dims = self._dims(t)
-        t = t.detach()
-        if not dims:
-            return t.abs() > self.threshold
-        hi, lo = t.amax(dim=dims), t.amin(dim=dims)
-        return (hi > self.threshold) | (-lo > self.threshold)
+    def _dims(self, ndim: int) -> list[int]:
+        """The dimensions reduced for an output of ``ndim`` dimensions (cached)."""
+        dims = self._reduce.get(ndim)
+        if dims is None:
+            ud = self.unit_dim if self.unit_dim is not None else (1 if ndim >= 4 else -1)
+            ud = ud % ndim
+            dims = self._reduce[ndim] = [d for d in range(ndim) if d != ud]
+        return dims
+
+    def _peak(self, t: Tensor) -> Tensor:
+        """Largest ``|t|`` per unit (one reduction; ``abs().amax`` is the fastest on CPU)."""
+        t = t.detach().abs()
+        ndim = t.dim()
+        if ndim == 0:
+            return t.reshape(1)
+        dims = self._dims(ndim)
+        return t.amax(dim=dims) if dims else t
 
     def _site(self, module: nn.Module, k: int) -> _Site:
         key = (id(module), k)
@@ -193,58 +234,52 @@ class DeadUnitMonitor:
     def _forward(self, module: nn.Module, args: Any, output: Any) -> None:
         if self.paused or not isinstance(output, Tensor):
             return
-        k = self._calls.get(id(module), 0)
-        self._calls[id(module)] = k + 1
-        self._site(module, k).add(self._alive(output))
-        if torch.is_grad_enabled() and output.requires_grad:
-            stack = self._pending.setdefault(id(module), [])
-            stack.append(k)
-            del stack[:-64]
+        key = id(module)
+        k = self._calls.get(key, 0)
+        self._calls[key] = k + 1
+        site = self._sites.get((key, k)) or self._site(module, k)
+        site.add(self._peak(output))
+        x = args[0] if args else None
+        if (
+            self.gradients
+            and isinstance(x, Tensor)
+            and x.requires_grad
+            and x is not output
+            and torch.is_grad_enabled()
+            and output.requires_grad
+        ):
+            x.register_hook(lambda g, site=site: self._backward(site, g))
 
-    def _backward(self, module: nn.Module, grad_input: Any, grad_output: Any) -> None:
-        stack = self._pending.get(id(module))
-        if self.paused or not stack:
-            return
-        k = stack.pop()
-        g = grad_input[0] if grad_input else None
-        if g is None:
-            return
-        alive = self._alive(g)
-        site = self._sites.get((id(module), k))
-        if site is None or site.units is None:
-            return
-        if alive.numel() == 2 * site.units:  # gated: both halves feed one unit
-            alive = alive.reshape(2, site.units).any(dim=0)
-        if alive.numel() == site.units:
-            site.add_grad(alive)
+    def _backward(self, site: _Site, grad: Tensor) -> None:
+        if not self.paused and site.units is not None:
+            site.add_grad(self._peak(grad))
 
     # ------------------------------------------------------------------ results
+    def _alive_by_site(self) -> list[tuple[_Site, Tensor]]:
+        out = []
+        for site in self._sites.values():
+            alive = site.alive(self.threshold)
+            if alive is not None:
+                out.append((site, alive))
+        return out
+
     def dead(self) -> dict[str, Tensor]:
         """Layer name -> indices of its dead units (layers seen at least once)."""
-        out = {}
-        for site in self._sites.values():
-            alive = site.alive()
-            if alive is not None:
-                out[site.name] = torch.nonzero(~alive).flatten().cpu()
-        return out
+        return {
+            site.name: torch.nonzero(~alive).flatten().cpu()
+            for site, alive in self._alive_by_site()
+        }
 
     def fractions(self) -> dict[str, float]:
         """Layer name -> fraction of its units that are dead (layers seen at least once)."""
-        out = {}
-        for site in self._sites.values():
-            alive = site.alive()
-            if alive is not None:
-                out[site.name] = float((~alive).float().mean())
-        return out
+        return {site.name: float((~alive).float().mean()) for site, alive in self._alive_by_site()}
 
     def overall(self) -> float:
         """Dead units over all layers, as a fraction of all units (NaN before any batch)."""
         dead = total = 0
-        for site in self._sites.values():
-            alive = site.alive()
-            if alive is not None:
-                dead += int((~alive).sum())
-                total += alive.numel()
+        for _, alive in self._alive_by_site():
+            dead += int((~alive).sum())
+            total += alive.numel()
         return dead / total if total else float("nan")
 
     def to_frame(self) -> Any:
@@ -252,14 +287,12 @@ class DeadUnitMonitor:
         import pandas as pd
 
         rows = []
-        for site in self._sites.values():
-            alive = site.alive()
-            if alive is not None:
-                dead = int((~alive).sum())
-                rows.append(
-                    {"layer": site.name, "units": alive.numel(), "dead": dead,
-                     "fraction": dead / alive.numel(), "gradients": site.grad_seen}
-                )  # fmt: skip
+        for site, alive in self._alive_by_site():
+            dead = int((~alive).sum())
+            rows.append(
+                {"layer": site.name, "units": alive.numel(), "dead": dead,
+                 "fraction": dead / alive.numel(), "gradients": site.grad_seen}
+            )  # fmt: skip
         return pd.DataFrame(rows, columns=["layer", "units", "dead", "fraction", "gradients"])
 
     # ------------------------------------------------------------------ control
@@ -267,7 +300,6 @@ class DeadUnitMonitor:
         """Forget every batch seen (e.g. at the start of an epoch)."""
         for site in self._sites.values():
             site.reset()
-        self._pending.clear()
 
     @contextlib.contextmanager
     def pause(self) -> Iterator[None]:
@@ -283,11 +315,6 @@ class DeadUnitMonitor:
         for h in self._handles:
             h.remove()
         self._handles.clear()
-        for m in self._modules:
-            if id(m) in self._full_backward and not m._backward_hooks:
-                # registering a full backward hook sets this flag; put back what it was
-                m._is_full_backward_hook = self._full_backward[id(m)]
-        self._full_backward.clear()
 
     def __enter__(self) -> DeadUnitMonitor:
         return self

@@ -106,6 +106,11 @@ def study(
         Path | None, typer.Option(help="Write the HTML report here when the study ends.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    stack: Annotated[
+        bool,
+        typer.Option(help="Train the seeds of a cell together as one stacked model (mlp, "
+                     "cnn, char_lm); --no-stack runs every seed alone."),
+    ] = True,
     list_tasks: Annotated[
         bool, typer.Option("--list-tasks", help="List the tasks and their settings, then exit.")
     ] = False,
@@ -150,6 +155,7 @@ def study(
     spec = Study(
         tasks=task_ids, activations=act_names, seeds=seeds, grid=_parse_grid(lr, grid),
         quick=quick, data_dir=data_dir, overrides={"download": True} if download else {},
+        stack=stack,
     )
     n = spec.size()
     ResultsStore(db).close()  # a damaged or foreign database is refused before any run

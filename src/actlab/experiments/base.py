@@ -102,6 +102,14 @@ class Task:
         architecture: the architecture whose choice of activation the task informs
             (``"mlp"``, ``"cnn"``, ``"transformer"``), or ``None`` for diagnostics
             (gradient flow, timing, XOR); answers are given per architecture.
+        run_group: ``run_group(specs, device) -> list[RunResult]`` trains several seeds
+            of one (activation, configuration) together as one stacked model, one result
+            per spec in order, each as ``run`` would give it (to float rounding); ``None``
+            when the task has no stacked form (its seeds run one by one).
+        stack_limit: ``stack_limit(spec) -> int``: the most seeds of this run's cell that
+            may train as one stack (1: the run trains alone, e.g. an activation with
+            learned parameters, or a model too large to gain from stacking); default: no
+            limit of the task's own.
     """
 
     name: str
@@ -113,6 +121,19 @@ class Task:
     description: str
     architecture: str | None = None
     check: Callable[[Mapping[str, Any]], None] | None = None
+    run_group: Callable[[list[RunSpec], torch.device], list[RunResult]] | None = None
+    stack_limit: Callable[[RunSpec], int] | None = None
+
+    def stack_size(self, spec: RunSpec, most: int) -> int:
+        """How many seeds of this run's cell may train as one stack, at most ``most``
+        (1 when the task has no stacked form)."""
+        if self.run_group is None:
+            return 1
+        try:
+            limit = most if self.stack_limit is None else int(self.stack_limit(spec))
+        except Exception:  # e.g. a bad configuration: the run says so when it runs alone
+            return 1
+        return max(1, min(most, limit))
 
 
 TASKS: dict[str, Task] = {}

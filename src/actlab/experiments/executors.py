@@ -1,9 +1,16 @@
 """Executors: run a list of jobs and yield each outcome as soon as it finishes.
 
-Every executor calls the same function, :func:`execute`, on each job: in this process
+Every executor calls the same function, :func:`execute_job`, on each job: in this process
 (``LocalExecutor(workers=0)``), in worker processes started with ``spawn`` (one torch
 thread each), or as a Ray task with ``num_cpus=1`` (:class:`RayExecutor`). Executors
 never write results; the study driver does, as outcomes arrive (one writer).
+
+A job is one run, or a *group*: several seeds of one (task, activation, configuration)
+that the task trains as one stacked model (``Task.run_group``); a group yields one
+outcome per seed, each stored as its own run. :func:`plan_jobs` forms the groups. If a
+group fails as a whole, its seeds run again one by one in the same worker (so a failure
+stays with the seed that causes it), and a worker that dies during a group has each of
+its seeds retried alone.
 
 Example:
     >>> jobs = [Job(RunSpec("xor", "relu", 0, {}), TASKS["xor"].run)]   # doctest: +SKIP
@@ -37,20 +44,98 @@ from actlab.experiments.base import (
     STATUS_FAILED,
     RunResult,
     RunSpec,
+    Task,
     actlab_version,
     default_device,
 )
 from actlab.experiments.store import RunMeta, now_iso
 
 RunFn = Callable[[RunSpec, torch.device], RunResult]
+GroupFn = Callable[[list[RunSpec], torch.device], list[RunResult]]
+
+#: at most this many seeds train as one stacked model
+MAX_STACK = 16
 
 
 @dataclass(frozen=True)
 class Job:
-    """One run to execute: its spec and the task's (module-level, picklable) run function."""
+    """One run to execute (its spec and the task's module-level, picklable run function),
+    or a group: ``spec`` and the seeds in ``stacked``, trained together by ``run_group``
+    (``run`` is the one-by-one fallback)."""
 
     spec: RunSpec
     run: RunFn
+    stacked: tuple[RunSpec, ...] = ()
+    run_group: GroupFn | None = None
+
+    @property
+    def specs(self) -> tuple[RunSpec, ...]:
+        """Every run of the job (one, or the group's seeds)."""
+        return (self.spec, *self.stacked)
+
+    def alone(self) -> list[Job]:
+        """The job's runs as one-by-one jobs."""
+        return [Job(spec, self.run) for spec in self.specs]
+
+
+def plan_jobs(
+    runs: Iterable[tuple[Task, RunSpec]],
+    *,
+    stack: bool = True,
+    parallel: int = 1,
+    max_stack: int = MAX_STACK,
+) -> list[Job]:
+    """The jobs for ``(task, spec)`` runs: seeds of one cell grouped where the task can.
+
+    With ``stack``, the runs of one (task, activation, configuration) whose task has a
+    ``run_group`` form groups of at most ``max_stack`` seeds and at most what the task
+    allows for that run (:meth:`Task.stack_size`); when there are fewer jobs than
+    ``parallel`` workers, cells are split further so that every worker has one. A group of
+    one is a plain run. Jobs come in the order of each cell's first run.
+
+    Example:
+        >>> jobs = plan_jobs(study.specs(), parallel=2)        # doctest: +SKIP
+    """
+    if not isinstance(max_stack, int) or max_stack < 1:
+        raise ValueError(f"max_stack must be an integer >= 1, got {max_stack!r}")
+    runs = list(runs)
+    cells: dict[tuple[str, str, str], list[tuple[Task, RunSpec]]] = {}
+    limits: dict[tuple[str, str, str], int] = {}
+    order: list[tuple[str, str, str] | tuple[Task, RunSpec]] = []
+    for task, spec in runs:
+        key = (spec.task, spec.activation, spec.config_hash)
+        if stack and key not in limits:
+            limits[key] = task.stack_size(spec, max_stack)
+        if stack and limits[key] > 1:
+            if key not in cells:
+                cells[key] = []
+                order.append(key)
+            cells[key].append((task, spec))
+        else:
+            order.append((task, spec))
+    units = len(order)
+    jobs: list[Job] = []
+    for item in order:
+        if not isinstance(item[0], str):
+            task, spec = item  # type: ignore[misc]
+            jobs.append(Job(spec, task.run))
+            continue
+        members = cells[item]  # type: ignore[index]
+        n = len(members)
+        spread = min(n, -(-parallel // units)) if units < parallel else 1
+        pieces = max(-(-n // limits[item]), spread)  # type: ignore[index]
+        start = 0
+        for p in range(pieces):
+            size = n // pieces + (1 if p < n % pieces else 0)
+            group = members[start : start + size]
+            start += size
+            task = group[0][0]
+            specs = [spec for _, spec in group]
+            if len(specs) == 1:
+                jobs.append(Job(specs[0], task.run))
+            else:
+                jobs.append(Job(specs[0], task.run, tuple(specs[1:]), task.run_group))
+    return jobs
 
 
 @dataclass
@@ -91,7 +176,11 @@ def execute(spec: RunSpec, run: RunFn) -> Outcome:
     elapsed = time.perf_counter() - t0
     if not result.wall_time:
         result.wall_time = elapsed
-    meta = RunMeta(
+    return Outcome(spec=spec, result=result, meta=_meta(started, device))
+
+
+def _meta(started: str, device: torch.device) -> RunMeta:
+    return RunMeta(
         started_at=started,
         finished_at=now_iso(),
         host=platform.node(),
@@ -100,7 +189,43 @@ def execute(spec: RunSpec, run: RunFn) -> Outcome:
         torch_version=torch.__version__,
         python_version=platform.python_version(),
     )
-    return Outcome(spec=spec, result=result, meta=meta)
+
+
+def execute_group(specs: list[RunSpec], run_group: GroupFn, run: RunFn) -> list[Outcome]:
+    """Run seeds of one cell as one stacked model; never raise.
+
+    If the group fails as a whole (an exception, or not one ``RunResult`` per spec), each
+    seed runs again one by one with ``run`` (:func:`execute`), and its result notes why in
+    ``artifacts["stack_error"]``.
+    """
+    started = now_iso()
+    device = default_device()
+    try:
+        results = run_group(list(specs), device)
+        if not (
+            isinstance(results, list | tuple)
+            and len(results) == len(specs)
+            and all(isinstance(r, RunResult) for r in results)
+        ):
+            raise TypeError(
+                f"task {specs[0].task!r} returned {type(results).__name__} from run_group, "
+                f"expected a list of {len(specs)} RunResult"
+            )
+    except Exception as exc:  # fall back to one by one: failures stay with their seed
+        why = f"{type(exc).__name__}: {exc}"
+        outcomes = [execute(spec, run) for spec in specs]
+        for outcome in outcomes:
+            outcome.result.artifacts["stack_error"] = why
+        return outcomes
+    meta = _meta(started, device)
+    return [Outcome(spec=s, result=r, meta=meta) for s, r in zip(specs, results, strict=True)]
+
+
+def execute_job(job: Job) -> list[Outcome]:
+    """One outcome per run of the job (:func:`execute`, or :func:`execute_group`)."""
+    if job.stacked and job.run_group is not None:
+        return execute_group(list(job.specs), job.run_group, job.run)
+    return [execute(spec, job.run) for spec in job.specs]
 
 
 def _user_activations(jobs: list[Job]) -> bytes:
@@ -131,18 +256,22 @@ _PARENT: int | None = None
 _IMPORT_ERROR: str | None = None
 
 
-def _execute_in_worker(spec: RunSpec, run: RunFn) -> Outcome:
-    """:func:`execute` in a pool worker; never starts a run once the parent is gone."""
+def _execute_in_worker(job: Job) -> list[Outcome]:
+    """:func:`execute_job` in a pool worker; never starts a run once the parent is gone."""
     if _PARENT is not None and os.getppid() != _PARENT:
         os._exit(1)
-    if _IMPORT_ERROR is not None and not _known(spec.activation):
-        return _failed(
-            spec,
-            f"the worker could not load the user activations ({_IMPORT_ERROR}); a function "
-            "defined under `if __name__ == '__main__':` in a script is invisible to worker "
-            "processes: define it above that line, register a formula, or use workers=0",
-        )
-    return execute(spec, run)
+    if _IMPORT_ERROR is not None and not _known(job.spec.activation):
+        return [
+            _failed(
+                spec,
+                f"the worker could not load the user activations ({_IMPORT_ERROR}); a "
+                "function defined under `if __name__ == '__main__':` in a script is "
+                "invisible to worker processes: define it above that line, register a "
+                "formula, or use workers=0",
+            )
+            for spec in job.specs
+        ]
+    return execute_job(job)
 
 
 def _known(key: str) -> bool:
@@ -183,6 +312,10 @@ class LocalExecutor:
     def start(self) -> None:
         """Nothing to prepare (workers start with :meth:`run`)."""
 
+    def parallel(self) -> int:
+        """How many jobs run at once."""
+        return max(1, self.workers)
+
     def describe(self) -> str:
         if self.workers == 0:
             return "in this process"
@@ -191,11 +324,12 @@ class LocalExecutor:
     def run(self, jobs: Iterable[Job]) -> Iterator[Outcome]:
         """Execute ``jobs``; yield each :class:`Outcome` as it finishes.
 
-        At most ``workers`` runs are in flight. A worker process that dies (out of memory,
+        At most ``workers`` jobs are in flight. A worker process that dies (out of memory,
         a crash in native code) fails the run it was executing and the study goes on in a
-        fresh pool; when several runs were in flight, each is retried alone so that only
-        the one that kills its worker is recorded as failed. Three crashes in a row with
-        no run finishing in between stop the study with :class:`RuntimeError`.
+        fresh pool; when several runs were in flight (several jobs, or a group of seeds),
+        each is retried alone so that only the one that kills its worker is recorded as
+        failed. Three crashes in a row with no run finishing in between stop the study
+        with :class:`RuntimeError`.
 
         Closing the iterator (or Ctrl-C while waiting) cancels queued jobs and stops
         the workers; runs in flight are lost, yielded ones are not.
@@ -205,7 +339,7 @@ class LocalExecutor:
             return
         if self.workers == 0:
             for job in jobs:
-                yield execute(job.spec, job.run)
+                yield from execute_job(job)
             return
         user = _user_activations(jobs)
         queue: deque[Job] = deque(jobs)
@@ -214,7 +348,7 @@ class LocalExecutor:
         while queue or suspects:
             pool = _start_pool(min(self.workers, len(queue) or 1), user)
             procs: list[multiprocessing.process.BaseProcess] = []  # for their exit codes
-            running: dict[Future[Outcome], Job] = {}
+            running: dict[Future[list[Outcome]], Job] = {}
             lost: list[Job] = []
 
             try:
@@ -225,14 +359,14 @@ class LocalExecutor:
                     for fut in done:
                         job = running.pop(fut)
                         try:
-                            ready.append(fut.result())
+                            ready.extend(fut.result())
                         except BrokenProcessPool:
                             lost.append(job)
                     if lost:  # the pool is broken: every run still in flight is lost too
                         for fut in list(running):
                             job = running.pop(fut)
                             try:
-                                ready.append(fut.result())
+                                ready.extend(fut.result())
                             except BrokenProcessPool:
                                 lost.append(job)
                     else:
@@ -254,8 +388,8 @@ class LocalExecutor:
                     pool.shutdown(wait=True)
             if not lost:
                 continue
-            if len(lost) > 1:  # the culprit is unknown: retry each alone
-                suspects.extend(lost)
+            if sum(len(job.specs) for job in lost) > 1:  # the culprit is unknown: each alone
+                suspects.extend(single for job in lost for single in job.alone())
                 continue
             crashes_in_a_row += 1
             yield _crashed(lost[0], _death(procs))
@@ -270,7 +404,7 @@ class LocalExecutor:
 
 def _fill(
     pool: ProcessPoolExecutor,
-    running: dict[Future[Outcome], Job],
+    running: dict[Future[list[Outcome]], Job],
     queue: deque[Job],
     suspects: deque[Job],
     workers: int,
@@ -280,11 +414,11 @@ def _fill(
     if suspects:
         if not running:
             job = suspects.popleft()
-            running[pool.submit(_execute_in_worker, job.spec, job.run)] = job
+            running[pool.submit(_execute_in_worker, job)] = job
     else:
         while queue and len(running) < workers:
             job = queue.popleft()
-            running[pool.submit(_execute_in_worker, job.spec, job.run)] = job
+            running[pool.submit(_execute_in_worker, job)] = job
     procs.extend(p for p in _processes(pool) if p not in procs)
 
 
@@ -394,12 +528,12 @@ def _reachable(address: str, timeout: float = 5.0) -> str | None:
         return exc.strerror or type(exc).__name__
 
 
-def _execute_ray(spec: RunSpec, run: RunFn, user: bytes = b"") -> Outcome:
+def _execute_ray(job: Job, user: bytes = b"") -> list[Outcome]:
     from actlab.catalog.registry import import_user
 
     import_user(user)
     torch.set_num_threads(1)
-    return execute(spec, run)
+    return execute_job(job)
 
 
 class RayExecutor:
@@ -432,6 +566,13 @@ class RayExecutor:
 
     def describe(self) -> str:
         return f"Ray at {self.address}" if self.address else f"local Ray ({self.num_cpus} CPUs)"
+
+    def parallel(self) -> int:
+        """How many jobs run at once: the cluster's CPUs once connected, else ``num_cpus``."""
+        if self._ray is not None:
+            with contextlib.suppress(Exception):
+                return max(1, int(self._ray.cluster_resources().get("CPU", self.num_cpus)))
+        return self.num_cpus
 
     def start(self) -> None:
         """Connect to the cluster (or start the local instance); idempotent.
@@ -475,27 +616,39 @@ class RayExecutor:
         return ray, True
 
     def run(self, jobs: Iterable[Job]) -> Iterator[Outcome]:
-        """Submit every job as a Ray task; yield outcomes as they finish."""
+        """Submit every job as a Ray task; yield outcomes as they finish.
+
+        A Ray task that fails (its worker died) fails its run; a group's seeds are then
+        submitted again, each alone, so that only the one that kills its worker fails.
+        """
         jobs = list(jobs)
         if not jobs:
             return
         self.start()
         ray, started = self._ray, self._owns_ray
-        _ship_by_value(ray, {job.run for job in jobs})
+        _ship_by_value(ray, {fn for job in jobs for fn in (job.run, job.run_group) if fn})
         user = ray.put(_user_activations(jobs))
         remote = ray.remote(num_cpus=1, num_gpus=self.num_gpus, max_retries=0)(_execute_ray)
         refs: list = []
         try:
-            refs = [remote.remote(job.spec, job.run, user) for job in jobs]
-            by_ref = dict(zip(refs, jobs, strict=True))
+            by_ref = {remote.remote(job, user): job for job in jobs}
+            refs = list(by_ref)
             pending = list(refs)
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1, timeout=None)
                 for ref in ready:
+                    job = by_ref[ref]
                     try:
-                        yield ray.get(ref)
-                    except Exception as exc:  # the worker died; execute() itself never raises
-                        yield _failed(by_ref[ref].spec, f"Ray task failed: {type(exc).__name__}")
+                        yield from ray.get(ref)
+                    except Exception as exc:  # the worker died; execute_job() never raises
+                        if len(job.specs) > 1:
+                            for single in job.alone():
+                                again = remote.remote(single, user)
+                                by_ref[again] = single
+                                refs.append(again)
+                                pending.append(again)
+                            continue
+                        yield _failed(job.spec, f"Ray task failed: {type(exc).__name__}")
             refs = []
         finally:
             for ref in refs:

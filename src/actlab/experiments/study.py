@@ -40,7 +40,13 @@ from actlab.experiments.base import (
     Task,
     default_device,
 )
-from actlab.experiments.executors import Job, LocalExecutor, RayExecutor, make_executor
+from actlab.experiments.executors import (
+    Job,
+    LocalExecutor,
+    RayExecutor,
+    make_executor,
+    plan_jobs,
+)
 from actlab.experiments.store import ResultsStore
 
 # the article's activations, with its linear baseline (identity) that cannot solve XOR
@@ -141,6 +147,11 @@ class Study:
         overrides: configuration set on every task that has the key (e.g. ``epochs``).
         data_dir: directory with local datasets, passed as ``data_dir`` to tasks that
             take one.
+        stack: train the seeds of one (task, activation, configuration) together as one
+            stacked model where the task supports it (``mlp``, ``cnn``, ``char_lm``; not
+            activations with learned parameters or user callables, which run one by
+            one). Each seed is still its own run in the database, with the numbers of its
+            one-by-one run up to float rounding. ``False`` runs every seed alone.
 
     Example:
         >>> Study(["xor"], ["relu", "tanh"], seeds=2).size()   # doctest: +SKIP
@@ -154,6 +165,7 @@ class Study:
     quick: bool = False
     overrides: Mapping[str, Any] = field(default_factory=dict)
     data_dir: str | Path | None = None
+    stack: bool = True
 
     def seed_list(self) -> list[int]:
         if isinstance(self.seeds, int):
@@ -279,6 +291,10 @@ def run_study(
         A :class:`StudySummary`. Ctrl-C stops the workers and re-raises
         ``KeyboardInterrupt`` after printing what was saved.
 
+    With ``study.stack`` (the default), the unfinished seeds of each cell whose task has a
+    stacked form run as groups (:func:`~actlab.experiments.executors.plan_jobs`); each
+    seed is still written as its own run, the moment its group finishes.
+
     Worker processes use the ``spawn`` start method: in a script, call this under
     ``if __name__ == "__main__":``. Tasks defined in a script must live in an importable
     module (workers import them by name); formula activations travel by their key, and
@@ -298,9 +314,10 @@ def run_study(
             db=Path(db), total=len(runs), skipped=len(runs) - len(todo), executor=ex.describe()
         )
         tasks_by_key = {spec.key: task for task, spec in todo}
-        jobs = [Job(spec, task.run) for task, spec in todo]
-        if jobs:
+        jobs: list[Job] = []
+        if todo:
             ex.start()  # connect to Ray before drawing the progress bar (errors come first)
+            jobs = plan_jobs(todo, stack=study.stack, parallel=ex.parallel())
         bar = Progress(
             TextColumn("[bold]study[/bold]"),
             BarColumn(),
@@ -310,13 +327,13 @@ def run_study(
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=console,
-            disable=not progress or not jobs,
+            disable=not progress or not todo,
             transient=False,
         )
         outcomes = ex.run(jobs)
         try:
             with bar:
-                bar_id = bar.add_task("runs", total=len(jobs), status="")
+                bar_id = bar.add_task("runs", total=len(todo), status="")
                 for outcome in outcomes:
                     task = tasks_by_key[outcome.spec.key]
                     store.record(

@@ -1,4 +1,5 @@
-"""Helpers shared by the tasks: configuration checks and FitResult -> RunResult."""
+"""Helpers shared by the tasks: configuration checks, FitResult -> RunResult, and the
+checks of stacked (grouped) runs."""
 
 from __future__ import annotations
 
@@ -127,3 +128,30 @@ def to_run_result(fit: FitResult, artifacts: dict[str, Any]) -> RunResult:
         diverged_step=fit.diverged_step,
         artifacts={**artifacts, **fit.extra, "steps": fit.steps},
     )
+
+
+def check_group(specs: list[RunSpec]) -> None:
+    """Check that ``specs`` are seeds of one cell: same task, activation and configuration,
+    different seeds (what a task's ``run_group`` trains as one stacked model)."""
+    if not specs:
+        raise ValueError("a group of runs needs at least one run")
+    first = specs[0]
+    for spec in specs[1:]:
+        if (spec.task, spec.activation, spec.config_hash) != (
+            first.task, first.activation, first.config_hash
+        ):
+            raise ValueError(
+                f"runs {first.key} and {spec.key} differ in more than their seed and cannot "
+                "be stacked"
+            )
+    seeds = [s.seed for s in specs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"a group of stacked runs needs distinct seeds, got {seeds}")
+
+
+def stackable(spec: RunSpec) -> bool:
+    """Whether the run's activation can be stacked (see
+    :func:`actlab.experiments.stacked.stack_problem`)."""
+    from actlab.experiments.stacked import can_stack
+
+    return can_stack(spec.activation)

@@ -12,18 +12,21 @@ also ``val_bpc``. Curves every ``eval_every`` steps: ``step``, ``train_loss``, `
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import torch
 
 from actlab.experiments.base import RunResult, RunSpec, Task, register_task
-from actlab.experiments.data import pydoc_text
+from actlab.experiments.data import TextData, pydoc_text
 from actlab.experiments.models import CharTransformer, count_params
 from actlab.experiments.tasks._common import (
     DIVERGE_FACTOR,
     check_config,
+    check_group,
     integer,
     number,
     resolve_config,
+    stackable,
     to_run_result,
 )
 from actlab.experiments.train import fit_lm, seed_everything
@@ -81,13 +84,16 @@ def _text():
     return _TEXT
 
 
-def run(spec: RunSpec, device: torch.device) -> RunResult:
-    start = time.perf_counter()
+def _setup(spec: RunSpec, device: torch.device) -> tuple[dict[str, Any], TextData]:
     cfg = resolve_config(spec, DEFAULTS)
     check(cfg)
-    text = _text().to(device)
+    return cfg, _text().to(device)
+
+
+def _model(spec: RunSpec, cfg: dict[str, Any], text: TextData,
+           device: torch.device) -> CharTransformer:
     seed_everything(spec.seed)
-    model = CharTransformer(
+    return CharTransformer(
         text.vocab_size,
         block_size=int(cfg["block"]),
         d_model=int(cfg["d_model"]),
@@ -96,18 +102,43 @@ def run(spec: RunSpec, device: torch.device) -> RunResult:
         d_ff=int(cfg["d_ff"]),
         activation=spec.activation,
     ).to(device)
-    fit = fit_lm(
-        model,
-        text,
-        steps=int(cfg["steps"]),
-        lr=float(cfg["lr"]),
-        batch_size=int(cfg["batch"]),
-        block_size=int(cfg["block"]),
-        eval_every=int(cfg["eval_every"]),
-        eval_batches=int(cfg["eval_batches"]),
-        seed=spec.seed,
-        diverge_factor=None if cfg["diverge_factor"] is None else float(cfg["diverge_factor"]),
-    )
+
+
+def stack_limit(spec: RunSpec) -> int:
+    """How many seeds of a ``char_lm`` run may train as one stack (1 for an activation that
+    cannot stack; else as many as fit :data:`~actlab.experiments.stacked.STACK_BUDGET`)."""
+    from actlab.experiments.stacked import activation_volume, seeds_within_budget
+
+    if not stackable(spec):
+        return 1
+    cfg = resolve_config(spec, DEFAULTS)
+    with torch.device("meta"):
+        model = CharTransformer(
+            128, block_size=int(cfg["block"]), d_model=int(cfg["d_model"]),
+            n_layer=int(cfg["n_layer"]), n_head=int(cfg["n_head"]), d_ff=int(cfg["d_ff"]),
+            activation=spec.activation,
+        )
+        example = torch.zeros(int(cfg["batch"]), int(cfg["block"]), dtype=torch.long)
+    return seeds_within_budget(activation_volume(model, example))
+
+
+def _options(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "steps": int(cfg["steps"]),
+        "lr": float(cfg["lr"]),
+        "batch_size": int(cfg["batch"]),
+        "block_size": int(cfg["block"]),
+        "eval_every": int(cfg["eval_every"]),
+        "eval_batches": int(cfg["eval_batches"]),
+        "diverge_factor": None if cfg["diverge_factor"] is None else float(cfg["diverge_factor"]),
+    }
+
+
+def run(spec: RunSpec, device: torch.device) -> RunResult:
+    start = time.perf_counter()
+    cfg, text = _setup(spec, device)
+    model = _model(spec, cfg, text, device)
+    fit = fit_lm(model, text, seed=spec.seed, **_options(cfg))
     result = to_run_result(
         fit, {"config": cfg, "params": count_params(model), "vocab_size": text.vocab_size}
     )
@@ -115,10 +146,32 @@ def run(spec: RunSpec, device: torch.device) -> RunResult:
     return result
 
 
+def run_group(specs: list[RunSpec], device: torch.device) -> list[RunResult]:
+    """Seeds of one ``char_lm`` cell as one stacked model (see :func:`run`)."""
+    from actlab.experiments.train_stacked import fit_lm_stacked
+
+    start = time.perf_counter()
+    check_group(specs)
+    cfg, text = _setup(specs[0], device)
+    models = [_model(spec, cfg, text, device) for spec in specs]
+    fits = fit_lm_stacked(models, text, [s.seed for s in specs], **_options(cfg))
+    wall = (time.perf_counter() - start) / len(specs)
+    results = []
+    for fit, model in zip(fits, models, strict=True):
+        result = to_run_result(
+            fit, {"config": cfg, "params": count_params(model), "vocab_size": text.vocab_size}
+        )
+        result.wall_time = wall
+        results.append(result)
+    return results
+
+
 TASK = register_task(
     Task(
         name="char_lm",
         run=run,
+        run_group=run_group,
+        stack_limit=stack_limit,
         metric="val_loss",
         higher_is_better=False,
         defaults=DEFAULTS,

@@ -19,6 +19,7 @@ layer). Table 1 of the paper reports 32 %, 68 % and 94 %; the authors' own noteb
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -31,6 +32,7 @@ from actlab.experiments.tasks._common import (
     DIVERGE_FACTOR,
     Rule,
     check_config,
+    check_group,
     choice,
     flag,
     int_list,
@@ -38,6 +40,7 @@ from actlab.experiments.tasks._common import (
     number,
     optional,
     resolve_config,
+    stackable,
     text,
     to_run_result,
 )
@@ -145,82 +148,182 @@ def resolve_epochs(task: str, cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def _artifacts(cfg: dict[str, Any], model: torch.nn.Module, data: Dataset) -> dict[str, Any]:
+    return {
+        "config": cfg,
+        "params": count_params(model),
+        "dataset": {
+            "name": data.name,
+            "train": len(data.y_train),
+            "test": len(data.y_test),
+            "input_shape": list(data.input_shape),
+        },
+    }
+
+
+def _train_options(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "epochs": int(cfg["epochs"]),
+        "lr": float(cfg["lr"]),
+        "batch_size": int(cfg["batch"]),
+        "optimizer": str(cfg["optimizer"]),
+        "weight_decay": float(cfg["weight_decay"]),
+        "diverge_factor": _factor(cfg),
+    }
+
+
 def _fit(spec: RunSpec, cfg: dict[str, Any], model: torch.nn.Module, data: Dataset,
          device: torch.device, start: float) -> RunResult:
     model = model.to(device)
-    fit = fit_classifier(
-        model,
-        data,
-        epochs=int(cfg["epochs"]),
-        lr=float(cfg["lr"]),
-        batch_size=int(cfg["batch"]),
-        seed=spec.seed,
-        optimizer=str(cfg["optimizer"]),
-        weight_decay=float(cfg["weight_decay"]),
-        diverge_factor=_factor(cfg),
-    )
-    result = to_run_result(
-        fit,
-        {
-            "config": cfg,
-            "params": count_params(model),
-            "dataset": {
-                "name": data.name,
-                "train": len(data.y_train),
-                "test": len(data.y_test),
-                "input_shape": list(data.input_shape),
-            },
-        },
-    )
+    fit = fit_classifier(model, data, seed=spec.seed, **_train_options(cfg))
+    result = to_run_result(fit, _artifacts(cfg, model, data))
     result.wall_time = time.perf_counter() - start
     return result
 
 
-def run_mlp(spec: RunSpec, device: torch.device) -> RunResult:
-    start = time.perf_counter()
+def _fit_group(specs: list[RunSpec], cfg: dict[str, Any], models: list[torch.nn.Module],
+               data: Dataset, device: torch.device, start: float) -> list[RunResult]:
+    """Train the seeds of ``specs`` (one model each) as one stacked model."""
+    from actlab.experiments.train_stacked import fit_classifier_stacked
+
+    models = [m.to(device) for m in models]
+    fits = fit_classifier_stacked(
+        models, data, [s.seed for s in specs], **_train_options(cfg)
+    )
+    wall = (time.perf_counter() - start) / len(specs)
+    results = []
+    for fit, model in zip(fits, models, strict=True):
+        result = to_run_result(fit, _artifacts(cfg, model, data))
+        result.wall_time = wall
+        results.append(result)
+    return results
+
+
+def _mlp_setup(spec: RunSpec, device: torch.device) -> tuple[dict[str, Any], Dataset]:
     cfg = resolve_config(spec, MLP_DEFAULTS, MLP_SCHEMA)
     data = load_task_data("mlp", cfg, MLP_DATASETS, device)
-    cfg = resolve_epochs("mlp", cfg)
-    seed_everything(spec.seed)
-    model = MLP(
-        data.in_features,
+    return resolve_epochs("mlp", cfg), data
+
+
+def _mlp_arch(spec: RunSpec, cfg: dict[str, Any], shape: tuple[int, ...],
+              classes: int) -> torch.nn.Module:
+    return MLP(
+        math.prod(shape),
         [int(h) for h in cfg["hidden"]],
-        data.num_classes,
+        classes,
         spec.activation,
         residual=bool(cfg["residual"]),
     )
-    return _fit(spec, cfg, model, data, device, start)
+
+
+def _mlp_model(spec: RunSpec, cfg: dict[str, Any], data: Dataset) -> torch.nn.Module:
+    seed_everything(spec.seed)
+    return _mlp_arch(spec, cfg, data.input_shape, data.num_classes)
+
+
+def run_mlp(spec: RunSpec, device: torch.device) -> RunResult:
+    start = time.perf_counter()
+    cfg, data = _mlp_setup(spec, device)
+    return _fit(spec, cfg, _mlp_model(spec, cfg, data), data, device, start)
+
+
+def run_mlp_group(specs: list[RunSpec], device: torch.device) -> list[RunResult]:
+    """Seeds of one ``mlp`` cell as one stacked model (see :func:`run_mlp`)."""
+    start = time.perf_counter()
+    check_group(specs)
+    cfg, data = _mlp_setup(specs[0], device)
+    models = [_mlp_model(spec, cfg, data) for spec in specs]
+    return _fit_group(specs, cfg, models, data, device, start)
+
+
+def _cnn_setup(spec: RunSpec, device: torch.device) -> tuple[dict[str, Any], Dataset]:
+    cfg = resolve_config(spec, CNN_DEFAULTS, CNN_SCHEMA)
+    data = load_task_data("cnn", cfg, CNN_DATASETS, device)
+    return resolve_epochs("cnn", cfg), data
+
+
+def _cnn_arch(spec: RunSpec, cfg: dict[str, Any], shape: tuple[int, ...], classes: int,
+              name: str) -> torch.nn.Module:
+    if cfg["arch"] == "mnist1d_paper":
+        if len(shape) > 2 or (len(shape) == 2 and shape[0] != 1):
+            raise ValueError(
+                f"arch 'mnist1d_paper' takes 1-D signals; dataset {name!r} has inputs "
+                f"of shape {shape}"
+            )
+        return MNIST1DCNN(shape[-1], classes, spec.activation)
+    return CNN(
+        shape,
+        classes,
+        spec.activation,
+        channels=[int(c) for c in cfg["channels"]],
+        hidden=int(cfg["hidden"]),
+    )
+
+
+def _cnn_model(spec: RunSpec, cfg: dict[str, Any], data: Dataset) -> torch.nn.Module:
+    seed_everything(spec.seed)
+    return _cnn_arch(spec, cfg, data.input_shape, data.num_classes, data.name)
 
 
 def run_cnn(spec: RunSpec, device: torch.device) -> RunResult:
     start = time.perf_counter()
-    cfg = resolve_config(spec, CNN_DEFAULTS, CNN_SCHEMA)
-    data = load_task_data("cnn", cfg, CNN_DATASETS, device)
-    cfg = resolve_epochs("cnn", cfg)
-    seed_everything(spec.seed)
-    if cfg["arch"] == "mnist1d_paper":
-        shape = data.input_shape
-        if len(shape) > 2 or (len(shape) == 2 and shape[0] != 1):
-            raise ValueError(
-                f"arch 'mnist1d_paper' takes 1-D signals; dataset {data.name!r} has inputs "
-                f"of shape {shape}"
-            )
-        model: torch.nn.Module = MNIST1DCNN(shape[-1], data.num_classes, spec.activation)
-    else:
-        model = CNN(
-            data.input_shape,
-            data.num_classes,
-            spec.activation,
-            channels=[int(c) for c in cfg["channels"]],
-            hidden=int(cfg["hidden"]),
-        )
-    return _fit(spec, cfg, model, data, device, start)
+    cfg, data = _cnn_setup(spec, device)
+    return _fit(spec, cfg, _cnn_model(spec, cfg, data), data, device, start)
+
+
+def run_cnn_group(specs: list[RunSpec], device: torch.device) -> list[RunResult]:
+    """Seeds of one ``cnn`` cell as one stacked model (see :func:`run_cnn`)."""
+    start = time.perf_counter()
+    check_group(specs)
+    cfg, data = _cnn_setup(specs[0], device)
+    models = [_cnn_model(spec, cfg, data) for spec in specs]
+    return _fit_group(specs, cfg, models, data, device, start)
+
+
+#: input shape and classes of each dataset (to size a stack without loading the data)
+INPUT_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    "spirals": ((2,), 2),
+    "digits": ((1, 8, 8), 10),
+    "mnist1d": ((40,), 10),
+    "mnist": ((1, 28, 28), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+}
+
+
+def _stack_limit(spec: RunSpec, defaults: dict[str, Any], arch: Any) -> int:
+    """Seeds per stack: 1 for an activation that cannot stack or an unknown dataset, else
+    as many as fit :data:`~actlab.experiments.stacked.STACK_BUDGET` (shapes only)."""
+    from actlab.experiments.stacked import activation_volume, seeds_within_budget
+
+    cfg = resolve_config(spec, defaults)
+    if not stackable(spec) or str(cfg["dataset"]) not in INPUT_SHAPES:
+        return 1
+    shape, classes = INPUT_SHAPES[str(cfg["dataset"])]
+    with torch.device("meta"):
+        model = arch(spec, cfg, shape, classes, str(cfg["dataset"]))
+        example = torch.empty(int(cfg["batch"]), *shape)
+    return seeds_within_budget(activation_volume(model, example))
+
+
+def mlp_stack_limit(spec: RunSpec) -> int:
+    """How many seeds of an ``mlp`` run may train as one stack."""
+    return _stack_limit(spec, MLP_DEFAULTS,
+                        lambda spec, cfg, shape, classes, name: _mlp_arch(spec, cfg, shape,
+                                                                          classes))
+
+
+def cnn_stack_limit(spec: RunSpec) -> int:
+    """How many seeds of a ``cnn`` run may train as one stack."""
+    return _stack_limit(spec, CNN_DEFAULTS, _cnn_arch)
 
 
 MLP_TASK = register_task(
     Task(
         name="mlp",
         run=run_mlp,
+        run_group=run_mlp_group,
+        stack_limit=mlp_stack_limit,
         metric="test_accuracy",
         higher_is_better=True,
         defaults=MLP_DEFAULTS,
@@ -235,6 +338,8 @@ CNN_TASK = register_task(
     Task(
         name="cnn",
         run=run_cnn,
+        run_group=run_cnn_group,
+        stack_limit=cnn_stack_limit,
         metric="test_accuracy",
         higher_is_better=True,
         defaults=CNN_DEFAULTS,

@@ -70,8 +70,8 @@ def run(spec: RunSpec, device: torch.device) -> RunResult:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        watch.update(loss.detach())
         losses[step] = loss.detach()
+    watch.update_many(losses)  # every step's loss checked at once
     bad = watch.diverged_at()
     if bad is not None:
         return RunResult(

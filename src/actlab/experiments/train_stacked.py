@@ -1,0 +1,313 @@
+"""Training loops for stacked seeds: the loops of :mod:`actlab.experiments.train`, for
+``S`` seeds at once.
+
+Each function takes the per-seed models (each built with its own seed, exactly as the
+one-by-one run builds it) and the seeds, stacks the models
+(:func:`~actlab.experiments.stacked.stack_models`) and trains them together: each seed
+keeps its own initialisation, its own data order (its own ``torch.Generator`` seeded
+with the seed, drawn as in the one-by-one loop) and its own optimiser state (the
+optimisers are element-wise; the stack uses PyTorch's fused implementation where there
+is one, which rounds differently from the default but computes the same update). They
+return one :class:`~actlab.experiments.train.FitResult` per seed, with the same curves,
+metrics, steps and divergence as the one-by-one loop, up to float rounding.
+
+Divergence is per seed: a seed whose loss diverges is recorded as diverged (with its
+step) at the check where the one-by-one loop would stop, and leaves the stack (its
+parameters and optimiser state are dropped); the other seeds go on. Times are shared:
+each seed's ``epoch_time`` and ``wall_time`` are the stack's divided by the number of
+seeds it trained (``extra["stack"]`` keeps the stack's own figures).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from actlab.experiments.base import STATUS_DIVERGED, STATUS_OK
+from actlab.experiments.data import Dataset, TextData
+from actlab.experiments.stacked import StackedModule, stack_models
+from actlab.experiments.train import (
+    DEAD_EVERY,
+    DIVERGE_FACTOR,
+    DivergenceWatch,
+    FitResult,
+    _windows,
+    batch_sizes,
+    check_dead_every,
+    final_metrics,
+    make_optimizer,
+)
+
+
+def _check_seeds(models: Sequence[nn.Module], seeds: Sequence[int]) -> list[int]:
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(seeds) != len(models):
+        raise ValueError(
+            f"give one model per seed; got {len(models)} models and {len(seeds)} seeds"
+        )
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"stacked seeds must differ, got {seeds}")
+    return seeds
+
+
+def _leave(model: StackedModule, opt: torch.optim.Optimizer, watch: DivergenceWatch,
+           keep: list[int]) -> None:
+    """Drop every seed of the stack but those at positions ``keep``."""
+    index = torch.tensor(keep, device=watch.first.device)
+    model.keep(index, opt)
+    watch.select(index)
+
+
+@torch.no_grad()
+def evaluate_stacked(
+    model: StackedModule, x: Tensor, y: Tensor, batch_size: int = 4096
+) -> tuple[list[float], list[float]]:
+    """Per seed: mean cross-entropy and accuracy on ``(x, y)`` (one host sync).
+
+    The batch is split so that the stack sees about ``batch_size`` examples at a time.
+    """
+    was_training = model.training
+    model.eval()
+    s = model.seeds
+    chunk = max(1, batch_size // s)
+    loss_sum = torch.zeros(s, device=x.device)
+    correct = torch.zeros(s, dtype=torch.long, device=x.device)
+    for i in range(0, len(y), chunk):
+        logits = model(x[i : i + chunk], shared=True)
+        yb = y[i : i + chunk]
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), yb.repeat(s), reduction="none")
+        loss_sum += loss.reshape(s, -1).sum(dim=1)
+        correct += (logits.argmax(dim=-1) == yb).sum(dim=1)
+    model.train(was_training)
+    n = max(len(y), 1)
+    return [v / n for v in loss_sum.tolist()], [c / n for c in correct.tolist()]
+
+
+def fit_classifier_stacked(
+    models: Sequence[nn.Module],
+    data: Dataset,
+    seeds: Sequence[int],
+    *,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    batch_size: int = 128,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    monitor_dead: bool = True,
+    diverge_factor: float | None = DIVERGE_FACTOR,
+    dead_every: int = DEAD_EVERY,
+) -> list[FitResult]:
+    """:func:`~actlab.experiments.train.fit_classifier` for several seeds at once.
+
+    ``models[i]`` is seed ``seeds[i]``'s model; seed ``seeds[i]`` also seeds its batch
+    shuffling. Returns one ``FitResult`` per seed, in order; ``dead_fraction`` counts,
+    per seed, the units whose output was never non-zero on the epoch's sampled batches
+    (every ``dead_every``-th, as one by one).
+
+    Example:
+        >>> ds = load_dataset("digits")
+        >>> models = []
+        >>> for seed in (0, 1):
+        ...     seed_everything(seed)
+        ...     models.append(MLP(64, (32,), 10, "relu"))
+        >>> [r.status for r in fit_classifier_stacked(models, ds, [0, 1], epochs=2)]
+        ['ok', 'ok']
+    """
+    seeds = _check_seeds(models, seeds)
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    check_dead_every(dead_every)
+    start = time.perf_counter()
+    device = data.x_train.device
+    model = stack_models(models)
+    opt = make_optimizer(model, optimizer, lr, weight_decay, fused=True)
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    watch = DivergenceWatch(device, diverge_factor, shape=(len(seeds),))
+    names = ["train_loss", "test_loss", "test_accuracy", "epoch_time"]
+    names += ["dead_fraction"] if monitor_dead else []
+    results = [FitResult(status=STATUS_OK, curves={k: [] for k in names}) for _ in seeds]
+    active = list(range(len(seeds)))  # positions (in seeds) of the seeds still training
+    x, y = data.x_train, data.y_train
+    n = len(y)
+    sizes = batch_sizes(n, batch_size, device)
+    steps = 0
+    model.train()
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        model.peaks.reset()
+        perm = torch.stack([torch.randperm(n, generator=gens[j]) for j in active]).to(device)
+        losses: list[Tensor] = []
+        for b, i in enumerate(range(0, n, batch_size)):
+            model.peaks.enabled = monitor_dead and b % dead_every == 0
+            idx = perm[:, i : i + batch_size]
+            logits = model(x[idx])
+            per_seed = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), y[idx].reshape(-1), reduction="none"
+            ).reshape(idx.shape).mean(dim=1)
+            opt.zero_grad(set_to_none=True)
+            per_seed.sum().backward()
+            opt.step()
+            losses.append(per_seed.detach())
+        steps += len(losses)
+        model.peaks.enabled = False
+        epoch_losses = torch.stack(losses)  # (steps, seeds in the stack)
+        watch.update_many(epoch_losses)
+        bad = watch.diverged_steps()  # the epoch's host sync
+        share = (time.perf_counter() - t0) / len(active)
+        train_loss = ((epoch_losses.float() * sizes[:, None]).sum(dim=0) / n).tolist()
+        dead = model.peaks.fractions() if monitor_dead else []
+        keep = []
+        for a, j in enumerate(active):
+            res = results[j]
+            res.curves["epoch_time"].append(share)
+            if bad[a] is not None:
+                res.status, res.diverged_step, res.steps = STATUS_DIVERGED, bad[a], steps
+                continue
+            keep.append(a)
+            res.curves["train_loss"].append(train_loss[a])
+            if monitor_dead:
+                overall, layers = dead[a] if dead else (0.0, {})
+                res.curves["dead_fraction"].append(overall)
+                res.extra["dead_by_layer"] = layers
+        if len(keep) < len(active):
+            active = [active[a] for a in keep]
+            if not active:
+                break
+            _leave(model, opt, watch, keep)
+        test_loss, test_acc = evaluate_stacked(model, data.x_test, data.y_test)
+        for a, j in enumerate(active):
+            results[j].curves["test_loss"].append(test_loss[a])
+            results[j].curves["test_accuracy"].append(test_acc[a])
+    wall = time.perf_counter() - start
+    for j, res in enumerate(results):
+        if j in active:
+            res.steps = steps
+            res.metrics = final_metrics(res.curves)
+        res.wall_time = wall / len(seeds)
+        res.extra["stack"] = {"seeds": len(seeds), "wall_time": wall}
+    return results
+
+
+@torch.no_grad()
+def lm_loss_stacked(model: StackedModule, ids: Tensor, block: int, batch_size: int,
+                    batches: int, seed: int = 0) -> list[float]:
+    """Per seed: :func:`~actlab.experiments.train.lm_loss` (the same fixed windows)."""
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, len(ids) - block - 1, (batches, batch_size), generator=gen)
+    s = model.seeds
+    total = torch.zeros(s, device=ids.device)
+    for row in starts.to(ids.device):
+        xb, yb = _windows(ids, row, block)
+        logits = model(xb, shared=True)  # (S, N, T, V)
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), yb.flatten().repeat(s),
+            reduction="none",
+        )
+        total += loss.reshape(s, -1).mean(dim=1)
+    model.train(was_training)
+    return [v / batches for v in total.tolist()]
+
+
+def fit_lm_stacked(
+    models: Sequence[nn.Module],
+    text: TextData,
+    seeds: Sequence[int],
+    *,
+    steps: int = 500,
+    lr: float = 3e-3,
+    batch_size: int = 32,
+    block_size: int = 64,
+    eval_every: int = 100,
+    eval_batches: int = 10,
+    optimizer: str = "adamw",
+    diverge_factor: float | None = DIVERGE_FACTOR,
+) -> list[FitResult]:
+    """:func:`~actlab.experiments.train.fit_lm` for several seeds at once.
+
+    ``models[i]`` is seed ``seeds[i]``'s model; the seed also draws its training windows.
+    Returns one ``FitResult`` per seed, in order.
+    """
+    seeds = _check_seeds(models, seeds)
+    if steps < 1 or batch_size < 1 or eval_every < 1:
+        raise ValueError(
+            f"steps, batch_size and eval_every must be >= 1, got {steps}, {batch_size}, "
+            f"{eval_every}"
+        )
+    if min(len(text.train), len(text.val)) <= block_size + 1:
+        raise ValueError(f"the text is shorter than block_size + 2 = {block_size + 2} characters")
+    start = time.perf_counter()
+    device = text.train.device
+    model = stack_models(models)
+    opt = make_optimizer(model, optimizer, lr, fused=True)
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    watch = DivergenceWatch(device, diverge_factor, shape=(len(seeds),))
+    results = [
+        FitResult(status=STATUS_OK, curves={"step": [], "train_loss": [], "val_loss": []})
+        for _ in seeds
+    ]
+    active = list(range(len(seeds)))
+    high = len(text.train) - block_size - 1
+    model.train()
+    losses: list[Tensor] = []
+    for step in range(1, steps + 1):
+        starts = torch.stack(
+            [torch.randint(0, high, (batch_size,), generator=gens[j]) for j in active]
+        )
+        xb, yb = _windows(text.train, starts.to(device), block_size)
+        logits = model(xb)
+        per_seed = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none"
+        ).reshape(len(active), -1).mean(dim=1)
+        opt.zero_grad(set_to_none=True)
+        per_seed.sum().backward()
+        opt.step()
+        losses.append(per_seed.detach())
+        if step % eval_every == 0 or step == steps:
+            window = torch.stack(losses)
+            losses = []
+            watch.update_many(window)
+            bad = watch.diverged_steps()
+            train_loss = window.float().mean(dim=0).tolist()
+            keep = []
+            for a, j in enumerate(active):
+                if bad[a] is not None:
+                    res = results[j]
+                    res.status, res.diverged_step, res.steps = STATUS_DIVERGED, bad[a], watch.step
+                else:
+                    keep.append(a)
+            if len(keep) < len(active):
+                active = [active[a] for a in keep]
+                train_loss = [train_loss[a] for a in keep]
+                if not active:
+                    break
+                _leave(model, opt, watch, keep)
+            val = lm_loss_stacked(model, text.val, block_size, batch_size, eval_batches,
+                                  seed=12345)
+            for a, j in enumerate(active):
+                curves = results[j].curves
+                curves["step"].append(step)
+                curves["train_loss"].append(train_loss[a])
+                curves["val_loss"].append(val[a])
+    wall = time.perf_counter() - start
+    for j, res in enumerate(results):
+        if j in active:
+            res.steps = watch.step
+            if res.curves["val_loss"]:
+                res.metrics = {
+                    "val_loss": res.curves["val_loss"][-1],
+                    "val_bpc": res.curves["val_loss"][-1] / math.log(2),
+                    "train_loss": res.curves["train_loss"][-1],
+                }
+        res.wall_time = wall / len(seeds)
+        res.extra["stack"] = {"seeds": len(seeds), "wall_time": wall}
+    return results
+
+
+__all__ = ["evaluate_stacked", "fit_classifier_stacked", "fit_lm_stacked", "lm_loss_stacked"]
