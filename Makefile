@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.actlab-installed
 OUT    ?= out
 
-.PHONY: install demo test test-all lint bench browser clean
+.PHONY: install demo test test-all lint bench browser data clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: install
+demo: install data
 	$(VENV)/bin/actlab study --db $(OUT)/study.sqlite --report $(OUT)/report.html
+
+# Real Fashion-MNIST for the default study (Debian package; said in one line if it cannot be installed)
+data:
+	@test -d /usr/share/datasets/fashion-mnist || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+	    && echo "installed dataset-fashion-mnist" || echo "dataset-fashion-mnist could not be installed: the default study needs Fashion-MNIST (see the README's Evidence section)"; }
 
 # Chromium for the report's browser test (Debian package; skipped if it cannot be installed)
 browser:
@@ -29,10 +35,10 @@ browser:
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 
-test: install browser lint
+test: install browser data lint
 	$(PY) -m pytest -q
 
-test-all: install browser lint
+test-all: install browser data lint
 	$(PY) -m pytest -q -m ""
 
 bench: install

@@ -546,8 +546,8 @@ def _task_choice(setting: str, group: Any, wall: dict[str, float],
                           math.nan, (), (), "none", statement, None, architecture)
     b = group[group["activation"] == best].iloc[0]
     others = group[(group["activation"] != best) & (group["n"] > 0)]
-    sig = others["distinguishable"].map(lambda v: v is True or v == 1.0)
-    beaten = tuple(others[sig]["activation"])
+    sig = [v is True or v == 1.0 for v in others["distinguishable"]]
+    beaten = tuple(a for a, s in zip(others["activation"], sig, strict=True) if s)
     tied = tuple(a for a in others["activation"] if a not in beaten)
     if others.empty or int(others["n_pairs"].max()) < 2:
         confidence = "untested"
@@ -686,9 +686,14 @@ def _answer(
     ffn: dict[str, float],
 ) -> ArchitectureAnswer:
     """One architecture's answer from its own settings (see :class:`ArchitectureAnswer`)."""
-    fw = recommend(arch, "multiclass").hidden
-    fw_rule = f"{fw} for {ARCHITECTURE_NAMES.get(arch, arch)}s" + (
+    base = recommend(arch, "multiclass").hidden
+    fw_rule = f"{base} for {ARCHITECTURE_NAMES.get(arch, arch)}s" + (
         "; actlab's choice, the article gives no rule for MLPs" if arch == "mlp" else "")
+    dead = _mean([per_setting[c.setting]["dead"].get(BASELINE) for c in choices])
+    fw = recommend(arch, "multiclass", dead_fraction=dead).hidden if dead is not None else base
+    if fw != base:  # the framework's own dead-unit rule, applied to this study's ReLU runs
+        fw_rule += (f"; with {100 * dead:.0f}% of ReLU's units dead here, its dead-unit rule "
+                    f"says {fw}")
     settings = tuple(c.setting for c in choices)
     ranked = [c for c in choices if c.best is not None]
     rows = summary[summary["setting"].isin(settings)]
@@ -802,6 +807,9 @@ def summarize_runs(df: Any) -> Any:
 
 def _coverage(answers: list[ArchitectureAnswer], choices: list[TaskChoice],
               summary: Any) -> str:
+    if not choices:
+        return ("This study has no finished run on a quality task yet: its evidence covers no "
+                "architecture.")
     if not answers:
         covered = "no architecture (none of its quality tasks declares one)"
     else:
@@ -855,12 +863,22 @@ def recommend_from_study(db: str | Any, *, audit: bool = True) -> StudyRecommend
               if not ok.empty and "peak_memory_mb" in ok else None)
     configs = {h: c for h, c in zip(df["config_hash"], df["config"], strict=True)} if len(
         df) else {}
+    dead: dict[tuple[str, str, str], list[float]] = {}
+    for run in runs:
+        d = _dead_fraction(run) if run.result.status == "ok" else None
+        if d is not None:
+            key = (run.spec.task, run.spec.config_hash, run.spec.activation)
+            dead.setdefault(key, []).append(d)
     choices: list[TaskChoice] = []
     per_setting: dict[str, dict[str, Any]] = {}
     quality = summary[~summary["task"].isin(COST_TASKS + DIAGNOSTIC_TASKS)]
     for setting, g in quality.groupby("setting", sort=True):
         first = g.iloc[0]
-        measured: dict[str, dict[str, float]] = {"wall": {}, "memory": {}}
+        measured: dict[str, dict[str, float]] = {"wall": {}, "memory": {}, "dead": {}}
+        for act in g["activation"]:
+            vals = dead.get((first["task"], first["config_hash"], act))
+            if vals:
+                measured["dead"][act] = sum(vals) / len(vals)
         for name, table in (("wall", wall), ("memory", memory)):
             if table is None:
                 continue
