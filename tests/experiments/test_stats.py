@@ -14,6 +14,7 @@ from actlab.experiments.stats import (
     format_mean_std,
     format_value,
     holm,
+    holm_levels,
     paired_compare,
     paired_power,
     seeds_needed,
@@ -226,8 +227,22 @@ def test_summary_gives_the_seeds_each_tie_needs():
     text = statements(table)["mlp/digits"]
     n = int(seeds_needed(effect))
     assert f"Separating relu from gelu (observed d_z = {effect:.2g} over 3 seeds) would take " \
-           f"about {n} seeds for 80% power (paired t-test, α=0.05)." in text
+           f"about {n} seeds for 80% power (paired t-test at α=0.05)." in text
     same = summarize(_frame({"relu": [0.9, 0.8, 0.7], "tanh": [0.9, 0.8, 0.7], "elu": [
         0.5, 0.5, 0.5]}))
     assert same.set_index("activation").loc["tanh", "seeds_needed"] == math.inf
     assert "no number of seeds would separate them" in same.statement.iloc[0]
+
+
+def test_seeds_needed_at_the_level_holm_tests_each_comparison():
+    assert holm_levels([0.01, 0.04, 0.03]) == pytest.approx([0.05 / 3, 0.05, 0.05 / 2])
+    assert holm_levels([0.2, math.nan, 0.01]) == pytest.approx([0.05, 0.025, 0.025])
+    # XOR: eight activations solve it on every seed, the linear baseline does not; its p is
+    # the smallest of 8, so Holm tests it at alpha / 8 and more seeds are needed than at alpha
+    values = {a: [1.0, 1.0, 1.0] for a in "abcdefgh"}
+    values["identity"] = [0.5, 0.25, 0.5]
+    r = summarize(_frame(values, task="xor", dataset=None)).set_index("activation")
+    ident = r.loc["identity"]
+    assert not ident["distinguishable"] and ident["seeds_alpha"] == pytest.approx(0.05 / 8)
+    assert ident["seeds_needed"] == seeds_needed(ident["effect_size"], 0.05 / 8)
+    assert ident["seeds_needed"] > seeds_needed(ident["effect_size"])

@@ -14,8 +14,10 @@ setting per grid point) and each activation, over the seeds whose run finished `
 - a confidence statement: the best is called *better than* another activation only when
   the Holm-adjusted paired t-test gives p < ``alpha``; otherwise *not distinguishable*;
 - for every *not distinguishable* verdict, the number of seeds a paired t-test would need
-  to separate the two at 80% power and level ``alpha`` (:func:`seeds_needed`, from the
-  observed effect ``d_z``; the statement names the figure for the runner-up).
+  to separate the two at 80% power (:func:`seeds_needed`, from the observed effect
+  ``d_z``), at the level Holm's procedure would test that comparison at: ``alpha / k``
+  for the comparison with the k-th largest p-value (the runner-up, whose p is usually the
+  largest, at ``alpha`` itself); the statement names the figure for the runner-up.
 
 Diverged and failed runs are counted (``n_diverged``, ``n_failed``) and shown, but left
 out of the means: a mean over the seeds that survived flatters an unstable activation,
@@ -49,7 +51,7 @@ SUMMARY_COLUMNS = [
     "setting", "task_id", "task", "dataset", "config_hash", "metric", "higher_is_better",
     "rank", "activation", "mean", "std", "n", "ci_low", "ci_high", "n_runs", "n_diverged",
     "n_failed", "best", "n_pairs", "mean_diff", "p_value", "p_wilcoxon", "p_holm",
-    "effect_size", "distinguishable", "seeds_needed", "statement",
+    "effect_size", "distinguishable", "seeds_needed", "seeds_alpha", "statement",
 ]
 
 
@@ -177,6 +179,23 @@ def seeds_needed(
         else:
             lo = mid + 1
     return float(hi)
+
+
+def holm_levels(pvalues: list[float], alpha: float = ALPHA) -> list[float]:
+    """The level Holm's step-down procedure tests each p-value at: ``alpha / (m - i)`` for
+    the i-th smallest of the m finite ones (0-based); a NaN p-value gets the strictest,
+    ``alpha / m``.
+
+    Example:
+        >>> holm_levels([0.01, 0.04, 0.03])
+        [0.016666666666666666, 0.05, 0.025]
+    """
+    idx = sorted((i for i, p in enumerate(pvalues) if math.isfinite(p)), key=lambda i: pvalues[i])
+    m = max(len(idx), 1)
+    out = [alpha / m] * len(pvalues)
+    for rank, i in enumerate(idx):
+        out[i] = alpha / (m - rank)
+    return out
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -309,7 +328,7 @@ def _summarize_setting(label: str, group: pd.DataFrame, alpha: float) -> list[di
         r = rows[act]
         r.update(rank=rank, best=best, n_pairs=0, mean_diff=math.nan, p_value=math.nan,
                  p_wilcoxon=math.nan, p_holm=math.nan, effect_size=math.nan,
-                 distinguishable=None, seeds_needed=math.nan)
+                 distinguishable=None, seeds_needed=math.nan, seeds_alpha=math.nan)
         if best is None or act == best:
             continue
         common = per_seed[best].index.intersection(per_seed[act].index)
@@ -318,12 +337,14 @@ def _summarize_setting(label: str, group: pd.DataFrame, alpha: float) -> list[di
                  p_wilcoxon=pc.p_wilcoxon, effect_size=pc.effect_size)
         comps.append((act, pc))
     adjusted = holm([pc.p_value for _, pc in comps])
-    for (act, pc), p in zip(comps, adjusted, strict=True):
+    levels = holm_levels([pc.p_value for _, pc in comps], alpha)
+    for (act, pc), p, level in zip(comps, adjusted, levels, strict=True):
         rows[act]["p_holm"] = p
         rows[act]["distinguishable"] = bool(math.isfinite(p) and p < alpha)
         if not rows[act]["distinguishable"] and pc.n >= 2:
             effect = 0.0 if pc.mean_diff == 0 else pc.effect_size
-            rows[act]["seeds_needed"] = seeds_needed(effect, alpha)
+            rows[act]["seeds_needed"] = seeds_needed(effect, level)
+            rows[act]["seeds_alpha"] = level
     statement = _statement(label, metric, best, order, rows, alpha)
     for r in rows.values():
         r["statement"] = statement
@@ -408,8 +429,15 @@ def seeds_text(best: str, other: str, row: dict[str, Any] | pd.Series,
     if n == math.inf:
         return (f"Separating {best} from {other} {where} would take more than "
                 f"{MAX_SEEDS} seeds: the difference is negligible at this noise.")
-    return (f"Separating {best} from {other} {where} would take about {int(n)} seeds for "
-            f"{POWER:.0%} power (paired t-test, α={alpha:g}).")
+    level = row.get("seeds_alpha", alpha)
+    level = alpha if level is None or not math.isfinite(level) else float(level)
+    at = f"α={alpha:g}" if abs(level - alpha) < 1e-12 else f"Holm's level α/{alpha / level:.0f}"
+    text = (f"Separating {best} from {other} {where} would take about {int(n)} seeds for "
+            f"{POWER:.0%} power (paired t-test at {at}).")
+    if n <= k:
+        text += (f" This study has {k}: at {POWER:.0%} power a difference of this size is "
+                 "missed one time in five, so a few more seeds should settle it.")
+    return text
 
 
 def _seeds_text(best: str, other: str, row: dict[str, Any], alpha: float) -> str:
