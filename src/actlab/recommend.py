@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 ARCHITECTURES = ("cnn", "transformer", "rnn", "mlp")
@@ -350,7 +350,8 @@ class TaskChoice:
         confidence: ``"clear"`` (better than every other), ``"tied"`` (not distinguishable
             from some), ``"untested"`` (fewer than 2 paired seeds) or ``"none"``.
         statement: the statistics' full confidence statement.
-        time_ratio: the best's mean wall time per run relative to ReLU's on this setting.
+        time_ratio: the best's mean time per run relative to ReLU's on this setting: CPU
+            time where the runs recorded it (the cost on a shared machine), else wall time.
         architecture: what the task stands for (``mlp``, ``cnn``, ``transformer``) or
             ``None`` (a diagnostic such as XOR, or a task that declares none).
         runner_up: the activation with the second-best mean.
@@ -377,6 +378,7 @@ class TaskChoice:
     runner_up: str | None = None
     seeds_needed: float = math.nan
     extend: str | None = None
+    time_kind: str = "wall time"
 
     @property
     def label(self) -> str:
@@ -432,9 +434,10 @@ class ArchitectureAnswer:
         verdict: how the evidence compares with it: ``agrees``, ``differs`` or
             ``not tested`` (the framework's activation was not run).
         framework_text: the comparison in one sentence, with its evidence.
-        time_ratio: the answer's wall time per run relative to ReLU's (mean over settings).
+        time_ratio: the answer's time per run relative to ReLU's (mean over settings; CPU
+            time where recorded, else wall time).
         memory_ratio: its peak memory relative to ReLU's, where measured (CUDA runs).
-        cost: the cost sentences (wall time, FFN block timing, memory).
+        cost: the cost sentences (time per run, FFN block timing, memory).
         reasons: why: the settings' confidence statements.
         seeds: for each tie, the seeds that would separate best and runner-up, and the
             command that runs them.
@@ -751,12 +754,14 @@ def _answer(
         verdict = "differs" if answer != fw else "agrees"
         text = (f"The framework says {fw_rule}; on {where} the evidence points to {answer} "
                 f"({confidence}).")
-    times = [_ratio(per_setting[c.setting]["wall"], answer) for c in ranked]
+    times = [_ratio(per_setting[c.setting]["time"], answer) for c in ranked]
+    kinds = {c.time_kind for c in ranked}
+    kind = kinds.pop() if len(kinds) == 1 else "time"
     mems = [_ratio(per_setting[c.setting]["memory"], answer) for c in ranked]
     time_ratio, memory_ratio = _mean(times), _mean(mems)
     cost = []
     if answer != BASELINE and time_ratio is not None:
-        cost.append(f"a run with {answer} took {time_ratio:.2f}x the wall time of {BASELINE} "
+        cost.append(f"a run with {answer} took {time_ratio:.2f}x the {kind} of {BASELINE} "
                     f"(mean over seeds and settings: {where}).")
     ffn_ratio = _ratio(ffn, answer) if arch == "transformer" else None
     if ffn_ratio is not None and answer != BASELINE:
@@ -787,7 +792,7 @@ def _cost_lines(summary: Any, choices: list[TaskChoice]) -> list[str]:
     for c in choices:
         if c.time_ratio is not None and c.best != BASELINE:
             lines.append(
-                f"{c.setting}: a run with {c.best} took {c.time_ratio:.2f}x the wall time of "
+                f"{c.setting}: a run with {c.best} took {c.time_ratio:.2f}x the {c.time_kind} of "
                 f"{BASELINE} (mean over seeds)."
             )
     return lines
@@ -864,17 +869,24 @@ def recommend_from_study(db: str | Any, *, audit: bool = True) -> StudyRecommend
     configs = {h: c for h, c in zip(df["config_hash"], df["config"], strict=True)} if len(
         df) else {}
     dead: dict[tuple[str, str, str], list[float]] = {}
+    cpu: dict[tuple[str, str, str], list[float]] = {}
     for run in runs:
-        d = _dead_fraction(run) if run.result.status == "ok" else None
+        if run.result.status != "ok":
+            continue
+        key = (run.spec.task, run.spec.config_hash, run.spec.activation)
+        d = _dead_fraction(run)
         if d is not None:
-            key = (run.spec.task, run.spec.config_hash, run.spec.activation)
             dead.setdefault(key, []).append(d)
+        c = run.result.artifacts.get("cpu_time") if isinstance(run.result.artifacts, dict) else None
+        if _finite(c) and float(c) > 0:
+            cpu.setdefault(key, []).append(float(c))
     choices: list[TaskChoice] = []
     per_setting: dict[str, dict[str, Any]] = {}
     quality = summary[~summary["task"].isin(COST_TASKS + DIAGNOSTIC_TASKS)]
     for setting, g in quality.groupby("setting", sort=True):
         first = g.iloc[0]
-        measured: dict[str, dict[str, float]] = {"wall": {}, "memory": {}, "dead": {}}
+        measured: dict[str, dict[str, float]] = {"wall": {}, "memory": {}, "dead": {},
+                                                 "time": {}}
         for act in g["activation"]:
             vals = dead.get((first["task"], first["config_hash"], act))
             if vals:
@@ -886,14 +898,20 @@ def recommend_from_study(db: str | Any, *, audit: bool = True) -> StudyRecommend
                 k = (first["task"], first["dataset"], first["config_hash"], act)
                 if k in table.index and _finite(table[k]):
                     measured[name][act] = float(table[k])
+        cpu_means = {a: sum(v) / len(v) for a in g["activation"]
+                     if (v := cpu.get((first["task"], first["config_hash"], a)))}
+        finished = [a for a, n in zip(g["activation"], g["n"], strict=True) if n > 0]
+        use_cpu = bool(finished) and all(a in cpu_means for a in finished)
+        measured["time"] = cpu_means if use_cpu else measured["wall"]
         per_setting[str(setting)] = measured
         task, cfg = str(first["task"]), configs.get(first["config_hash"], {})
 
         def extend(acts: list[str], seeds: int, task: str = task, cfg: dict = cfg) -> Any:
             return extend_command(task, cfg, acts, seeds, db)
 
-        choices.append(_task_choice(str(setting), g, measured["wall"],
-                                    archs.get(str(first["task"])), extend))
+        choice = _task_choice(str(setting), g, measured["time"], archs.get(str(first["task"])),
+                              extend)
+        choices.append(replace(choice, time_kind="CPU time" if use_cpu else "wall time"))
     ffn: dict[str, float] = {}
     for _, g in summary[summary["task"].isin(COST_TASKS)].groupby("setting", sort=True):
         ffn.update({a: float(v) for a, v in zip(g["activation"], g["mean"], strict=True)

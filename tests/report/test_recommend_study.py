@@ -32,7 +32,7 @@ def _write(db: Path, task_id: str, values: dict[str, list[float]], *,
            wall: dict[str, float] | None = None, dead: dict[str, float] | None = None,
            memory: dict[str, float] | None = None, quick: bool = False,
            architecture: str | None = "registry", metric: str | None = None,
-           hib: bool | None = None) -> None:
+           hib: bool | None = None, cpu: dict[str, float] | None = None) -> None:
     from actlab.experiments.study import load_tasks
 
     task, cfg = _config(task_id, quick) if "/" in task_id or task_id in load_tasks() else (
@@ -50,6 +50,8 @@ def _write(db: Path, task_id: str, values: dict[str, list[float]], *,
                 if memory is not None:
                     metrics["peak_memory_mb"] = memory[act]
                 arts = {} if architecture == "registry" else {"architecture": architecture}
+                if cpu is not None:
+                    arts["cpu_time"] = cpu[act]
                 store.record(
                     RunSpec(task, act, seed, cfg),
                     RunResult("ok", metrics, curves, wall_time=(wall or {}).get(act, 1.0),
@@ -160,6 +162,16 @@ def test_framework_not_tested_and_transformer_cost(tmp_path: Path) -> None:
     assert any("FFN block" in c and "1.50x" in c for c in a.cost)
     assert any("peak memory 1.50x" in c for c in a.cost)
     assert any("gelu 2.00x" in c for c in r.cost)
+
+
+def test_cost_is_cpu_time_where_the_runs_recorded_it(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite"  # wall times inflated by a busy machine; CPU times are the cost
+    _write(db, "mlp/digits", CLEAR, wall={"gelu": 9.0, "relu": 2.0, "tanh": 2.0},
+           cpu={"gelu": 2.5, "relu": 2.0, "tanh": 2.2})
+    r = recommend_from_study(db, audit=False)
+    (t,) = r.tasks
+    assert t.time_kind == "CPU time" and t.time_ratio == pytest.approx(1.25)
+    assert "took 1.25x the CPU time of relu" in r.answers[0].cost[0]
 
 
 def test_architecture_recorded_with_the_runs(tmp_path: Path) -> None:
