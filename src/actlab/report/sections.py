@@ -254,14 +254,19 @@ def _schedules_table(study: StudyData, rec: StudyRecommendation) -> B.Block | No
         run = runs[0]
         seeds = sorted({r.spec.seed for r in runs})
         wall = [r.result.wall_time for r in runs if r.result.wall_time > 0]
+        cpu = [float(c) for r in runs
+               if isinstance(c := r.result.artifacts.get("cpu_time"), int | float)]
         rows.append([t.setting, t.architecture or "none (diagnostic)",
                      schedule_text(dict(run.spec.config), run.result.artifacts),
-                     len(seeds), f"{sum(wall) / len(wall):.1f}" if wall else "-"])
+                     len(seeds), f"{sum(wall) / len(wall):.1f}" if wall else "-",
+                     f"{sum(cpu) / len(cpu):.1f}" if cpu else "-"])
     if not rows:
         return None
-    return B.table(["setting", "architecture", "schedule", "seeds", "s per run (mean)"], rows,
-                   numeric={3, 4}, caption="What each setting ran (the default study uses "
-                   "shorter schedules than the article's full recipes; see the README)")
+    return B.table(["setting", "architecture", "schedule", "seeds", "wall s per run",
+                    "CPU s per run"], rows, numeric={3, 4, 5},
+                   caption="What each setting ran (the default study uses shorter schedules "
+                   "than the article's full recipes; see the README), and its time per run "
+                   "(mean over runs; CPU seconds are the cost on a shared machine)")
 
 
 def recommendation_section(
