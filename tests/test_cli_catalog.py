@@ -86,7 +86,7 @@ def test_plot_formula_range_and_svg(tmp_path):
     [
         (["show", "sigmod"], "unknown activation 'sigmod'; closest: sigmoid"),
         (["plot", "nosuch", "--out", "{tmp}/f.png"], "unknown activation 'nosuch'"),
-        (["plot", "sigmoid", "--range", "5", "1", "--out", "{tmp}/f.png"], "low < high"),
+        (["plot", "sigmoid", "--range", "5", "1", "--out", "{tmp}/f.png"], "LOW below HIGH"),
         (["plot", "sigmoid", "--range", "nan", "1", "--out", "{tmp}/f.png"], "finite"),
         (["plot", "sigmoid", "--range", "a", "b"], "--range"),
         (["plot", "sigmoid", "--range", "1"], "--range"),
@@ -98,10 +98,10 @@ def test_plot_formula_range_and_svg(tmp_path):
         (["show", "formula:x.__class__"], "invalid formula"),
         (["plot", "--formula", "__import__('os')", "--out", "{tmp}/f.png"], "invalid formula"),
         (["plot", "--out", "{tmp}/f.png"], "name at least one activation"),
-        (["plot", "sigmoid", "--out", "{tmp}/f.txt"], "use a .png, .svg, .pdf or .jpg"),
+        (["plot", "sigmoid", "--out", "{tmp}/f.txt"], "use a .png, .svg, .pdf, .jpg, .jpeg"),
         (["plot", "sigmoid", "--out", "{tmp}/no/such/dir/f.png"], "does not exist"),
         (["list", "--family", "nope"], "no activation in family 'nope'; families:"),
-        (["show"], "Missing argument"),
+        (["show"], "show takes one activation, got 0"),
         (["frobnicate"], "No such command"),
     ],
 )

@@ -6,7 +6,7 @@ Stages (each depends only on those before it)::
 """
 
 from actlab import analysis
-from actlab.analysis import DeadUnitMonitor, gain
+from actlab.analysis import DeadUnitMonitor, gain, init_
 from actlab.catalog import (
     Activation,
     ActivationModule,
@@ -16,11 +16,13 @@ from actlab.catalog import (
     get,
     names,
     register,
+    swap,
     unregister,
 )
 from actlab.experiments.base import actlab_version
 from actlab.experiments.store import load_results
 from actlab.experiments.study import Study, run_study
+from actlab.experiments.user import task, track
 from actlab.recommend import recommend
 
 __version__ = actlab_version()
@@ -37,10 +39,14 @@ __all__ = [
     "from_callable",
     "gain",
     "get",
+    "init_",
     "load_results",
     "names",
     "recommend",
     "register",
     "run_study",
+    "swap",
+    "task",
+    "track",
     "unregister",
 ]

@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 import pytest
-from scipy import integrate, optimize
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import integrate, optimize, special
 
-from actlab.analysis import critical_weight_variance, fixed_point, q_map
+from actlab.analysis import c_map, critical_weight_variance, fixed_point, q_map
 
 PHI = lambda z: math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)  # noqa: E731
 
@@ -123,3 +125,110 @@ def test_bad_arguments():
         critical_weight_variance("tanh", -0.1)
     with pytest.raises(ValueError, match="not finite"):
         critical_weight_variance("formula:x * tanh(log(1 + exp(x)))", 0.0)
+
+
+# ---------------------------------------------------------------- the correlation fixed point
+# An independent computation: iterate the q map, then the correlation map, to convergence.
+# E[f(u1) f(u2)] for u1, u2 ~ N(0, q) with correlation c is in closed form for sine and erf,
+# and a 2-D Gauss-Hermite product rule (probabilists' nodes, written here) for the others.
+_Z, _W = np.polynomial.hermite_e.hermegauss(160)
+_W = _W / math.sqrt(2 * math.pi)
+_NUMERIC = {
+    "tanh": np.tanh,
+    "gelu": lambda x: 0.5 * x * special.erfc(-x / math.sqrt(2)),
+    "silu": lambda x: x * special.expit(x),
+}
+
+
+def _ff(name: str, q: float, c: float) -> float:
+    """E[f(u1) f(u2)], variance q, correlation c."""
+    if name == "sine":  # E[sin u1 sin u2] = e^-q sinh(q c)
+        return math.exp(-q) * math.sinh(q * c)
+    if name == "formula:erf(x)":  # (2/pi) asin(2 q c / (1 + 2 q))
+        return 2 / math.pi * math.asin(min(1.0, max(-1.0, 2 * q * c / (1 + 2 * q))))
+    f = _NUMERIC[name]
+    r = math.sqrt(max(0.0, 1 - c * c))
+    z1, z2 = _Z[:, None], _Z[None, :]
+    u1, u2 = math.sqrt(q) * z1, math.sqrt(q) * (c * z1 + r * z2)
+    return float(np.sum(_W[:, None] * _W[None, :] * f(u1) * f(u2)))
+
+
+def _steffensen(step, x: float, tol: float, lo: float, hi: float) -> float:
+    """The fixed point of ``step`` reached from ``x``: 30 plain iterations, then Steffensen's
+    acceleration of the same iteration (Aitken's delta-squared), to ``tol``."""
+    for _ in range(30):
+        x = step(x)
+    for _ in range(200):
+        x1 = step(x)
+        x2 = step(x1)
+        d = x2 - 2 * x1 + x
+        x_new = x2 if d == 0 else min(max(x - (x1 - x) ** 2 / d, lo), hi)
+        if abs(x_new - x) < tol:
+            return x_new
+        x = x_new
+    raise AssertionError("the reference iteration did not converge")
+
+
+def _iterate(name: str, sw2: float, sb2: float) -> tuple[float, float]:
+    """(q*, c*) by iterating the q map from q = 1, then the correlation map from c = 0.5."""
+    q = _steffensen(lambda q: sw2 * _ff(name, q, 1.0) + sb2, 1.0, 1e-14, 0.0, math.inf)
+    if q < 1e-9:  # the signal collapses: no correlation to iterate
+        return q, math.nan
+    c = _steffensen(lambda c: min(1.0, (sw2 * _ff(name, q, c) + sb2) / q), 0.5, 1e-13, -1.0, 1.0)
+    return q, c
+
+
+GRID = [
+    (name, sw2, sb2)
+    for name in ("tanh", "formula:erf(x)", "sine", "gelu", "silu")
+    for sw2, sb2 in ((1.5, 0.0), (1.5, 0.05), (1.9, 0.3), (3.0, 0.0), (3.0, 0.3), (4.0, 1.0))
+    if not (name in ("gelu", "silu") and sw2 > 2)  # relu-like: q grows without bound above 2
+]
+
+
+@pytest.mark.parametrize(("name", "sw2", "sb2"), GRID)
+def test_correlation_fixed_point_matches_iterating_the_map(name: str, sw2: float, sb2: float):
+    fp = fixed_point(name, sw2, sb2)
+    q_ref, c_ref = _iterate(name, sw2, sb2)
+    assert fp.q_star == pytest.approx(q_ref, rel=1e-7, abs=1e-9)
+    if math.isnan(c_ref):  # collapsed (gelu, silu without bias): the limit q -> 0 is ordered
+        assert fp.q_star == 0.0 and fp.phase == "ordered" and fp.c_star == 1.0
+    elif fp.phase == "chaotic":
+        assert fp.c_star == pytest.approx(c_ref, abs=2e-6)
+    else:  # ordered: the map contracts every pair of inputs to c = 1
+        assert fp.c_star == 1.0
+        assert c_ref == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["tanh", "formula:erf(x)", "sine"])
+@pytest.mark.parametrize("sw2", [1.5, 4.0])
+def test_odd_activation_without_bias_gives_exactly_zero(name: str, sw2: float):
+    fp = fixed_point(name, sw2, 0.0)
+    assert fp.phase == "chaotic"
+    assert fp.c_star == 0.0  # exactly: symmetry, not round-off
+    assert fp.xi_c < math.inf and fp.chi_c < 1.0
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    name=st.sampled_from(["tanh", "sine", "gelu", "silu", "elu", "formula:erf(x)"]),
+    sw2=st.floats(0.3, 4.0),
+    sb2=st.floats(0.0, 1.0),
+)
+def test_correlation_fixed_point_properties(name: str, sw2: float, sb2: float):
+    fp = fixed_point(name, sw2, sb2)
+    if fp.phase == "unbounded":
+        assert math.isnan(fp.c_star)
+        return
+    assert -1.0 <= fp.c_star <= 1.0
+    if fp.phase != "chaotic":
+        assert fp.c_star == 1.0
+        return
+    # the map returns c*, and c* is stable (|slope| < 1) while c = 1 is not (chi_1 > 1)
+    assert c_map(name, fp.c_star, fp.q_star, sw2, sb2) == pytest.approx(fp.c_star, abs=1e-8)
+    assert abs(fp.chi_c) < 1.0 < fp.chi_1
+    h = 1e-5
+    lo, hi = max(-1.0, fp.c_star - h), min(1.0, fp.c_star + h)
+    up, down = (c_map(name, c, fp.q_star, sw2, sb2) for c in (hi, lo))
+    slope = (up - down) / (hi - lo)
+    assert slope == pytest.approx(fp.chi_c, abs=1e-4)

@@ -40,9 +40,9 @@ def _error(capsys, argv: list[str]) -> str:
         (["--executor", "ray", "--address", "no-port"], "Ray address 'no-port' is not valid"),
         (["--address", "10.0.0.1:6379"], "--address is for the ray executor"),
         (["--executor", "ray", "--workers", "0"], "--workers 0 is not possible"),
-        (["--report", "out.txt"], "give an .html file name"),
+        (["--report", "out.txt"], "use a .html, .htm file name"),
         (["--data-dir", "/no/such/dir"], "--data-dir /no/such/dir is not a directory"),
-        (["--lr", "-1"], "--lr -1 is not a positive number"),
+        (["--lr", "-1"], "--lr values must be > 0, got -1"),
         (["--grid", "steps"], "--grid 'steps' must look like KEY=V1,V2"),
         (["--tasks", "tiny_fit", "--grid", "momentum=0.9"], "'momentum' is not used by any task"),
     ],
@@ -58,12 +58,12 @@ def test_study_then_results(capsys, tmp_path):
     db = tmp_path / "s.sqlite"
     argv = ["study", "--tasks", "tiny_fit,tiny_fail", "-a", "relu", "-a", "tanh,sigmoid",
             "--seeds", "3", "--quick", "--workers", "0", "--db", str(db), "--no-progress"]
-    assert run(argv) == 0
+    assert run(argv) == 1  # runs failed: status 1, after the summary
     out = capsys.readouterr().out
     assert "2 task(s) x 3 activation(s) x 3 seed(s) = 18 runs" in out
     assert "18 runs: 9 ok, 0 diverged, 9 failed" in out and str(db) in out
     assert "failed runs are retried" in out and f"actlab results --db {db}" in out
-    assert run(argv) == 0
+    assert run(argv) == 1  # the failed runs are retried, and fail again
     assert "9 already in the database" in capsys.readouterr().out
 
     assert run(["results", "--db", str(db)]) == 0
@@ -149,7 +149,7 @@ def test_list_tasks(capsys):
 
 def test_results_bad_arguments(capsys, tmp_path):
     db = tmp_path / "r.sqlite"
-    assert "no results database at" in _error(capsys, ["results", "--db", str(db)])
+    assert "no such file; run `actlab study --db" in _error(capsys, ["results", "--db", str(db)])
     ResultsStore(db).close()
     assert "--format 'xml' is not known" in _error(
         capsys, ["results", "--db", str(db), "--format", "xml"])

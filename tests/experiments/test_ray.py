@@ -13,11 +13,13 @@ from actlab.experiments.base import TASKS, RunSpec
 from actlab.experiments.executors import Job, LocalExecutor, RayExecutor
 from actlab.experiments.store import ResultsStore, load_results
 from actlab.experiments.study import Study, run_study
+from actlab.experiments.user import load_task_file
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # worker processes and Ray import the tiny tasks by name
     sys.path.insert(0, str(HERE))
 study_tasks = importlib.import_module("study_tasks")  # registers tiny_fit, tiny_slow, ...
+write_task_file = importlib.import_module("user_task_file").write_task_file
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'actlab[ray]')")
 
@@ -61,3 +63,30 @@ def test_ray_workers_use_one_thread(local_ray):
     outcomes = list(RayExecutor(num_cpus=2).run(jobs))
     assert {o.result.metrics["threads"] for o in outcomes} == {1.0}
     assert ray.is_initialized()  # an instance that the caller started is left running
+
+
+def test_ray_runs_a_task_file_that_its_workers_never_saw(tmp_path, local_ray):
+    before = dict(TASKS)
+    path = write_task_file(tmp_path, "ray_user")
+    try:
+        names = [load_task_file(f"{path}:{f}").name for f in ("ray_user", "broken")]
+        path.unlink()  # the runs carry the file's text: Ray's workers never read the file
+        db = tmp_path / "ray_user.sqlite"
+        study = Study(names, ["relu", "tanh"], seeds=2, quick=True)
+        summary = run_study(study, db, executor="ray", progress=False)
+        assert (summary.ok, summary.failed) == (4, 4)
+        with ResultsStore(db) as store:
+            ok = store.runs(task="ray_user", status="ok")
+            (bad, *_) = store.runs(task="ray_user_broken")
+        assert {r.result.metrics["steps_seen"] for r in ok} == {3.0}
+        assert bad.result.error == "RuntimeError: user bug on seed 0"
+        tb = bad.result.artifacts["traceback"]
+        assert f'File "{path}", line' in tb and "in helper" in tb
+        # the same numbers as in this process
+        here = {o.spec.key: o.result for o in LocalExecutor(0).run(
+            [Job(r.spec, TASKS["ray_user"].run) for r in ok])}
+        for r in ok:
+            assert r.result.metrics == pytest.approx(here[r.key].metrics, rel=1e-6, abs=1e-7)
+    finally:
+        TASKS.clear()
+        TASKS.update(before)

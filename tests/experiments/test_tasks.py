@@ -172,21 +172,22 @@ def test_the_articles_cnn_on_real_fashion_mnist(monkeypatch):
 
 
 def test_bad_configs_are_clear_errors():
-    with pytest.raises(ValueError, match="setting train_size must be an integer >= 1 or None"):
+    with pytest.raises(ValueError, match=r"task 'mlp': setting train_size=0 must be an integer "
+                                         r">= 1 \(or None for all of the split\)"):
         quick("mlp", train_size=0)
-    with pytest.raises(ValueError, match="setting test_size must be an integer >= 1 or None"):
+    with pytest.raises(ValueError, match="task 'cnn': setting test_size='all' must be an integer"):
         quick("cnn", test_size="all")
     with pytest.raises(ValueError, match="task 'mlp' has no setting 'epoch'; accepted:"):
         quick("mlp", epoch=3)
-    with pytest.raises(ValueError, match="task 'cnn' cannot use dataset 'spirals'; accepted:"):
+    with pytest.raises(ValueError, match="task 'cnn': setting dataset='spirals' must be one of"):
         quick("cnn", dataset="spirals")
-    with pytest.raises(ValueError, match="setting batch must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="task 'mlp': setting batch=0 must be an integer >= 1"):
         quick("mlp", batch=0)
-    with pytest.raises(ValueError, match="unknown cnn arch 'resnet'"):
+    with pytest.raises(ValueError, match="setting arch='resnet' must be one of article,"):
         quick("cnn", arch="resnet")
     with pytest.raises(ValueError, match="arch 'mnist1d_paper' takes 1-D signals"):
         quick("cnn", arch="mnist1d_paper")
-    with pytest.raises(ValueError, match="metric_depth 7 must be one of depths"):
+    with pytest.raises(ValueError, match="setting metric_depth=7 must be one of depths"):
         quick("gradflow", metric_depth=7)
 
 

@@ -186,7 +186,7 @@ def test_cli_report(study_db: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     [
         (["report", "--db", "missing.sqlite"], "no such file"),
         (["report", "--out", "r.html"], "give --db FILE"),
-        (["report", "-a", "relu", "--out", "r.pdf"], "must end in .html"),
+        (["report", "-a", "relu", "--out", "r.pdf"], "use a .html, .htm file name"),
         (["report", "-a", "relu", "--bench", "nope.csv"], "no such file"),
     ],
 )

@@ -5,6 +5,8 @@
 * :func:`fixed_point`, :func:`critical_weight_variance`: mean-field signal propagation
   (Poole et al. 2016, Schoenholz et al. 2017): q*, chi_1, depth scales, edge of chaos;
 * :func:`gradient_flow`: per-layer gradient norms of a deep MLP at initialisation;
+* :func:`init_`: initialise any model's Linear/Conv layers with the gain of the activation
+  each one reads;
 * :func:`audit`: forward and derivative accuracy in float64/32/16 and bfloat16;
 * :class:`DeadUnitMonitor`: dead units of any PyTorch model's activation layers.
 
@@ -16,6 +18,7 @@ from actlab.analysis.audit import AuditResult, audit
 from actlab.analysis.dead_units import DeadUnitMonitor
 from actlab.analysis.gain import gain, gain_table, torch_gain
 from actlab.analysis.gradflow import GradientFlow, gradient_flow
+from actlab.analysis.init import Inits, LayerInit, init_
 from actlab.analysis.kinks import find_breaks
 from actlab.analysis.propagation import (
     FixedPoint,
@@ -33,6 +36,8 @@ __all__ = [
     "DeadUnitMonitor",
     "FixedPoint",
     "GradientFlow",
+    "Inits",
+    "LayerInit",
     "Properties",
     "act_moments",
     "audit",
@@ -44,6 +49,7 @@ __all__ = [
     "gain",
     "gain_table",
     "gradient_flow",
+    "init_",
     "properties",
     "q_map",
     "torch_gain",

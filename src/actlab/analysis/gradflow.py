@@ -42,7 +42,6 @@ Example:
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,19 +50,10 @@ import numpy as np
 import torch
 
 from actlab.analysis._eval import resolve
+from actlab.catalog.runtime import require_memory, resolve_device
 
 INITS = ("default", "kaiming", "gain", "critical")
 N_OUT = 10
-
-
-def _device(device: str | torch.device | None) -> torch.device:
-    # same rule as actlab.experiments.base.default_device (analysis may not import experiments)
-    if device is not None:
-        return torch.device(device)
-    name = os.environ.get("ACTLAB_DEVICE")
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass
@@ -95,6 +85,8 @@ class GradientFlow:
     act_var: np.ndarray
     preact_q: np.ndarray
     per_seed: np.ndarray = field(repr=False)
+    #: the activation itself (a formula or non-default parameters are not found by name)
+    act: Any = field(default=None, repr=False, compare=False)
 
     @property
     def ratio(self) -> float:
@@ -133,14 +125,15 @@ class GradientFlow:
         if hi - lo < 2:
             return math.nan
         try:
+            target = self.act if self.act is not None else self.activation
             qs = q_trajectory(
-                self.activation,
+                target,
                 self.sigma_w2,
                 self.sigma_b2,
                 self.sigma_w2_first + self.sigma_b2,
                 hi,
             )
-            chis = [chi_at(self.activation, self.sigma_w2, q) for q in qs[lo : hi - 1]]
+            chis = [chi_at(target, self.sigma_w2, q) for q in qs[lo : hi - 1]]
         except ValueError:
             return math.nan
         if not all(math.isfinite(c) and c > 0 for c in chis):
@@ -258,6 +251,22 @@ def _one_seed(
     return n[:depth], n[depth:], as_np(x_var), as_np(h_sq)
 
 
+def memory_estimate(
+    depth: int, width: int, batch: int, gated: bool = False,
+    dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
+) -> int:
+    """Peak bytes of one seed of :func:`gradient_flow`: per layer the float64 weights as
+    drawn, their copy in ``dtype`` on ``device`` (when either differs) and their gradients,
+    the pre-activations and their gradients, and the activations saved for backward."""
+    fan_out = 2 * width if gated else width
+    item = torch.empty((), dtype=dtype).element_size()
+    copy = dtype != torch.float64 or torch.device(device).type != "cpu"
+    weights = fan_out * width
+    per_layer = 8 * weights + item * (weights * (1 + int(copy)) + 2 * batch * fan_out
+                                      + batch * width)
+    return int(depth) * per_layer
+
+
 def gradient_flow(
     activation: Any,
     depth: int,
@@ -298,8 +307,14 @@ def gradient_flow(
     if not seed_list:
         raise ValueError(f"seeds must be a positive count or a non-empty list, got {seeds!r}")
     act = resolve(activation)
+    dev = resolve_device(device)
+    require_memory(
+        memory_estimate(depth, width, batch, act.gated, dtype, dev),
+        dev,
+        f"gradient flow at depth {depth}, width {width}, batch {batch}",
+        "lower the depth, width or batch",
+    )
     sw2, sb2, sw2_first = init_variances(act, init, width, sigma_b2)
-    dev = _device(device)
     module = act.module().to(dev)
     runs = [
         _one_seed(module, act.gated, depth, width, batch, init, sw2, sb2, sw2_first, s, dtype, dev)
@@ -322,4 +337,5 @@ def gradient_flow(
         act_var=np.stack([r[2] for r in runs]).mean(axis=0),
         preact_q=np.stack([r[3] for r in runs]).mean(axis=0),
         per_seed=g,
+        act=act,
     )

@@ -101,7 +101,7 @@ def c_map(activation: Any, c: float, q: float, sigma_w2: float, sigma_b2: float 
     """One layer of the correlation map at variance q, normalised so that ``c_map(1) = 1``."""
     _check(sigma_w2, sigma_b2)
     g = gaussian(resolve(activation))
-    ff, _ = g.correlated(q, c)
+    ff, _ = g.correlated_converged(q, c)
     return (sigma_w2 * ff + sigma_b2) / (sigma_w2 * g.moments(q).second + sigma_b2)
 
 
@@ -155,30 +155,77 @@ def _depth(factor: float) -> float:
     return -1.0 / math.log(a)
 
 
+# correlations scanned (downwards) for the correlation map's fixed points: near 1 first
+_C_GRID = (
+    *(1.0 - 10.0 ** (-k) for k in range(7, 1, -1)),
+    *(i / 50 for i in range(49, -50, -1)),
+    *(-1.0 + 10.0 ** (-k) for k in range(2, 8)),
+)
+
+
+def _is_odd(g: Any) -> bool:
+    """f(-x) = -f(x) on a grid (so that, without bias, the correlation map is odd)."""
+    if g.ev.gated:
+        return False
+    import numpy as np
+
+    x = np.linspace(0.0, 8.0, 65)
+    f_pos, f_neg = g.ev.f(x), g.ev.f(-x)
+    return bool(np.all(np.abs(f_pos + f_neg) <= 1e-12 * (1.0 + np.abs(f_pos))))
+
+
 def _c_star(g: Any, sigma_w2: float, sigma_b2: float, q: float) -> float:
-    """The stable correlation fixed point below 1 in the chaotic phase."""
+    """The stable correlation fixed point below 1 in the chaotic phase.
+
+    The correlation map ``M(c)`` has the unstable fixed point 1 (slope chi_1 > 1). Two
+    nearby inputs decorrelate until the largest fixed point below 1, found by scanning ``c``
+    downwards from 1 for a sign change of ``M(c) - c`` from negative to positive. A sign is
+    trusted only beyond the quadrature's accuracy there (the difference between 64- and
+    96-node product rules, times 8): round-off at a fixed point such as ``c = 0`` is no sign.
+    The root is refined with Brent's method on the converged quadrature
+    (:meth:`~actlab.analysis.quadrature.GaussianActivation.correlated_converged`) and kept
+    only if stable (``|M'(c*)| < 1``, with
+    ``M'(c) = sigma_w^2 q E[f'(u1) f'(u2)] / (sigma_w^2 E[f^2] + sigma_b^2)``). For an odd
+    activation without bias ``M`` is odd and ``c* = 0`` exactly when 0 is the stable root.
+    """
     denom = sigma_w2 * g.moments(q).second + sigma_b2
 
-    def gap(c: float) -> float:
-        return (sigma_w2 * g.correlated(q, c)[0] + sigma_b2) / denom - c
+    def m(c: float, n: int = 64) -> float:
+        return (sigma_w2 * g.correlated(q, c, n)[0] + sigma_b2) / denom
 
-    hi = None
-    for k in range(2, 8):
-        c = 1.0 - 10.0 ** (-k)
-        if gap(c) < 0:
-            hi = c
-            break
-    if hi is None:  # chi_1 is so close to 1 that c* cannot be told from 1
-        return 1.0
-    v0 = gap(0.0)
-    if v0 == 0.0:
-        return 0.0
-    if v0 > 0:
-        return float(brentq(gap, 0.0, hi, xtol=1e-12))
-    lo = -1.0 + 1e-9
-    if gap(lo) <= 0:
-        return -1.0
-    return float(brentq(gap, lo, 0.0, xtol=1e-12))
+    def gap(c: float) -> float:
+        return m(c) - c
+
+    def gap_accurate(c: float) -> float:
+        return (sigma_w2 * g.correlated_converged(q, c)[0] + sigma_b2) / denom - c
+
+    def sign(c: float) -> int:
+        v = gap(c)
+        tol = 8.0 * abs(m(c, 64) - m(c, 96)) + 1e-12
+        return 0 if abs(v) <= tol else (1 if v > 0 else -1)
+
+    def stable(c: float) -> bool:
+        return abs(sigma_w2 * q * g.correlated_converged(q, c)[1] / denom) < 1.0
+
+    symmetric = sigma_b2 == 0.0 and _is_odd(g)
+    above: float | None = None  # the last correlation where M(c) < c (scanning down)
+    for c in _C_GRID:
+        s = sign(c)
+        if s < 0:
+            above = c
+        elif s > 0 and above is not None:
+            if symmetric and c <= 0.0 <= above and stable(0.0):
+                return 0.0
+            # the converged quadrature keeps the bracket's signs (they exceed 8x the
+            # 64-node error); if it does not, the 64-node root is the best there is
+            fn = gap_accurate if gap_accurate(c) > 0 > gap_accurate(above) else gap
+            root = float(brentq(fn, c, above, xtol=1e-11))
+            if stable(root):
+                return root
+            above = None  # an unstable root: look further down
+    if above is None and sign(_C_GRID[0]) >= 0:
+        return 1.0  # chi_1 is so close to 1 that c* cannot be told from 1
+    return -1.0  # M(c) < c all the way down: anti-correlation (c* = -1)
 
 
 def fixed_point(
@@ -228,7 +275,7 @@ def fixed_point(
         phase = "chaotic"
         q = max(qs, Q_MIN)
         c_star = _c_star(g, sigma_w2, sigma_b2, q)
-        chi_c = sigma_w2 * g.correlated(q, c_star)[1] if c_star < 1.0 else chi
+        chi_c = sigma_w2 * g.correlated_converged(q, c_star)[1] if c_star < 1.0 else chi
     return FixedPoint(
         act.name, sigma_w2, sigma_b2, qs, chi, slope, xi_q, c_star, chi_c, _depth(chi_c), phase, q0
     )

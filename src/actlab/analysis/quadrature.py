@@ -46,7 +46,7 @@ _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _LADDER = tuple(0.25 * 2.0**k for k in range(13))
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=32)
 def _hermite(n: int) -> tuple[Array, Array]:
     z, w = hermegauss(n)
     return z, w / _SQRT_2PI
@@ -178,16 +178,21 @@ class GaussianActivation:
         if self.ev.gated:
             n = min(n, 16)
         z, w = _hermite(n)
+        if not self.ev.gated:  # u1 takes n values: f(u1) once per row, f(u2) on the n x n grid
+            u1 = s * z
+            u2 = s * (c * z[:, None] + r * z[None, :])
+            with np.errstate(all="ignore"):
+                inner_f = self.ev.f(u2) @ w
+                inner_d = self.ev.df(u2) @ w
+                return (
+                    float(w @ (self.ev.f(u1) * inner_f)),
+                    float(w @ (self.ev.df(u1) * inner_d)),
+                )
         Z1, Z2 = np.meshgrid(z, z, indexing="ij")
         W = np.outer(w, w)
         u1, u2 = (s * Z1).ravel(), (s * (c * Z1 + r * Z2)).ravel()
         W = W.ravel()
         with np.errstate(all="ignore"):
-            if not self.ev.gated:
-                return (
-                    float(W @ (self.ev.f(u1) * self.ev.f(u2))),
-                    float(W @ (self.ev.df(u1) * self.ev.df(u2))),
-                )
             # 4-D: (a1, a2) and (b1, b2) independent correlated pairs
             a1, b1 = np.meshgrid(u1, u1, indexing="ij")
             a2, b2 = np.meshgrid(u2, u2, indexing="ij")
@@ -195,6 +200,26 @@ class GaussianActivation:
             f1, f2 = self.ev.f2(a1, b1), self.ev.f2(a2, b2)
             (p1, q1), (p2, q2) = self.ev.df2(a1, b1), self.ev.df2(a2, b2)
             return float(np.sum(WW * f1 * f2)), float(np.sum(WW * (p1 * p2 + q1 * q2)))
+
+
+    def correlated_converged(
+        self, q: float, c: float, rtol: float = 1e-10, n_max: int = 256
+    ) -> tuple[float, float]:
+        """:meth:`correlated` with the node count doubled from 64 until two successive
+        results agree to ``rtol`` (relative to 1 + |value|), or ``n_max`` nodes.
+
+        Gauss-Hermite product rules converge slowly for integrands with poles near the real
+        axis (tanh at large q) or kinks; this is the accurate value used to refine roots.
+        """
+        n = 64
+        prev = self.correlated(q, c, n)
+        while n < n_max:
+            n *= 2
+            cur = self.correlated(q, c, min(n, n_max))
+            if all(abs(a - b) <= rtol * (1.0 + abs(b)) for a, b in zip(prev, cur, strict=True)):
+                return cur
+            prev = cur
+        return prev
 
 
 @lru_cache(maxsize=256)

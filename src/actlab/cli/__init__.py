@@ -17,7 +17,8 @@ __all__ = ["UserError", "app", "main", "run"]
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Run the CLI on ``argv`` and return the exit status (0 ok, 2 bad arguments/input)."""
+    """Run the CLI on ``argv`` and return the exit status: 0 ok, 1 a failure of the work
+    itself (failed runs, a failed audit), 2 bad arguments or input (one line on stderr)."""
     try:
         rv = app(args=argv, prog_name="actlab", standalone_mode=False)
     except typer.Exit as exc:
@@ -28,8 +29,8 @@ def run(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         print("actlab: aborted", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        msg = exc.args[0] if exc.args else str(exc)
+    except (ValueError, FileNotFoundError) as exc:  # bad input: UserError, StoreError, ...
+        msg = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
         print(f"actlab: error: {msg}", file=sys.stderr)
         return 2
     return int(rv) if isinstance(rv, int) else 0

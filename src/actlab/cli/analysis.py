@@ -1,7 +1,7 @@
 """CLI commands of the analysis stage: gain, gradflow, audit.
 
-Options that take several values (``--depth 5 10 20 50``, ``--sigma-b2 0 0.1``) also accept
-them repeated (``--depth 5 --depth 10``): numbers among the names belong to that option,
+Numeric list options take commas or repeat (``--depth 5,10,20``, ``--depth 5 --depth 10``);
+the older ``--depth 5 10 20`` also works: numbers among the names belong to that option,
 since no activation is named by a number.
 """
 
@@ -15,43 +15,45 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import track
 from rich.table import Table
 
 from actlab.catalog import Activation, names
 from actlab.cli._app import UserError, app
+from actlab.cli._args import (
+    IMAGE_SUFFIXES,
+    ActivationsOpt,
+    FormulaOpt,
+    NamesArg,
+    is_number,
+    numbers,
+    out_path,
+    positive,
+    split,
+)
 from actlab.cli.catalog import resolve
 
 console = Console()
 if not console.is_terminal:  # a pipe or a file: tables keep their width instead of wrapping
     console = Console(width=140)
+progress_console = Console(stderr=True)
 
 ARTICLE = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "gelu", "gelu_tanh",
            "silu", "mish")  # fmt: skip
 GRADFLOW_DEFAULT = ("sigmoid", "tanh", "relu", "gelu")
 
-NamesArg = Annotated[
-    list[str] | None, typer.Argument(metavar="NAME...", help="Activation names or aliases.")
-]
-FormulaOpt = Annotated[
-    list[str] | None, typer.Option("--formula", "-f", help="A formula in x (repeatable).")
-]
 
-
-def _split_numbers(items: list[str] | None) -> tuple[list[str], list[float]]:
+def _split_numbers(items: list[str] | None) -> tuple[list[str], list[str]]:
     """Names, and the numbers that typer left among them (``--depth 5 10`` -> 10)."""
-    words, numbers = [], []
-    for item in items or []:
-        try:
-            numbers.append(float(item))
-        except ValueError:
-            words.append(item)
-    return words, numbers
+    words = [w for w in split(items) if not is_number(w)]
+    return words, [w for w in split(items) if is_number(w)]
 
 
 def _acts(
-    words: list[str], formulas: list[str] | None, default: tuple[str, ...]
+    words: list[str], formulas: list[str] | None, activations: list[str] | None,
+    default: tuple[str, ...],
 ) -> list[Activation]:
-    acts = resolve(words, formulas)
+    acts = resolve(words, formulas, activations=activations)
     return acts or resolve(list(default))
 
 
@@ -64,10 +66,11 @@ def _num(v: float, digits: int = 4) -> str:
 @app.command()
 def gain(
     names_: NamesArg = None,
+    activations: ActivationsOpt = None,
     formulas: FormulaOpt = None,
     sigma_b2: Annotated[
-        list[float] | None,
-        typer.Option("--sigma-b2", help="Bias variances for the edge of chaos (several)."),
+        list[str] | None,
+        typer.Option("--sigma-b2", help="Bias variances for the edge of chaos (list)."),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every registered activation.")] = False,
 ) -> None:
@@ -75,11 +78,14 @@ def gain(
     from actlab.analysis.gain import DEFAULT_SIGMA_B2, gain_table
 
     words, extra = _split_numbers(names_)
-    sb = [*(sigma_b2 or []), *extra] or list(DEFAULT_SIGMA_B2)
-    if any(not (math.isfinite(v) and v >= 0) for v in sb):
-        raise UserError(f"--sigma-b2 values must be finite and >= 0, got {sb}")
-    acts = resolve(list(names()), formulas) if all_ else _acts(words, formulas, ARTICLE)
-    frame = gain_table(acts, sb)
+    sb = numbers([*(sigma_b2 or []), *extra], "--sigma-b2", low=0.0) or list(DEFAULT_SIGMA_B2)
+    if all_:
+        acts = resolve(list(names()), formulas, activations=activations)
+    else:
+        acts = _acts(words, formulas, activations, ARTICLE)
+    frame = gain_table(
+        track(acts, description="gain", console=progress_console, transient=True), sb
+    )
     table = Table(
         title="Init gain g = 1/sqrt(E f(z)²) and edge of chaos σw²*, z ~ N(0, 1)",
         box=box.SIMPLE_HEAD,
@@ -114,34 +120,47 @@ def gain(
 @app.command()
 def gradflow(
     names_: NamesArg = None,
+    activations: ActivationsOpt = None,
+    formulas: FormulaOpt = None,
     depth: Annotated[
-        list[int] | None, typer.Option("--depth", "-d", help="Depths (several).")
+        list[str] | None, typer.Option("--depth", "-d", help="Depths (list).")
     ] = None,
     init: Annotated[str, typer.Option(help="default | kaiming | gain | critical.")] = "default",
     width: Annotated[int, typer.Option(help="Hidden width.")] = 128,
     seeds: Annotated[int, typer.Option(help="Seeds to average.")] = 3,
-    batch: Annotated[int, typer.Option(help="Batch size.")] = 256,
+    batch: Annotated[int, typer.Option(help="Batch size (>= 2).")] = 256,
     sigma_b2: Annotated[
         float | None, typer.Option("--sigma-b2", help="Bias variance of --init critical.")
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Plot gradient norm per layer here.")
     ] = None,
-    formulas: FormulaOpt = None,
 ) -> None:
     """First-layer / last-layer gradient norm of a deep MLP at initialisation."""
-    from actlab.analysis.gradflow import INITS, gradient_flow
+    from actlab.analysis.gradflow import INITS, gradient_flow, memory_estimate
+    from actlab.catalog.runtime import require_memory, resolve_device
 
     words, extra = _split_numbers(names_)
-    depths = [*(depth or []), *extra] or [5, 10, 20, 50]
-    if any(d != int(d) or d < 1 for d in depths):
-        raise UserError(f"--depth values must be positive integers, got {depths}")
+    depths = numbers([*(depth or []), *extra], "--depth", integer=True, low=1) or [5, 10, 20, 50]
     depths = sorted({int(d) for d in depths})
     if init not in INITS:
         raise UserError(f"--init {init!r} is not one of {', '.join(INITS)}")
-    if out is not None and out.suffix.lower() not in {".png", ".svg", ".pdf", ".jpg", ".jpeg"}:
-        raise UserError(f"--out {out}: use a .png, .svg, .pdf or .jpg file name")
-    acts = _acts(words, formulas, GRADFLOW_DEFAULT)
+    positive(width, "--width")
+    positive(seeds, "--seeds")
+    if batch < 2:
+        raise UserError(f"--batch must be at least 2, got {batch}")
+    if sigma_b2 is not None and not (math.isfinite(sigma_b2) and sigma_b2 >= 0):
+        raise UserError(f"--sigma-b2 must be a finite number >= 0, got {sigma_b2}")
+    if out is not None:
+        out_path(out, "--out", IMAGE_SUFFIXES)
+    acts = _acts(words, formulas, activations, GRADFLOW_DEFAULT)
+    dev = resolve_device(None)
+    need = max(memory_estimate(depths[-1], width, batch, a.gated, device=dev) for a in acts)
+    try:
+        require_memory(need, dev, f"--depth {depths[-1]} --width {width} --batch {batch}",
+                       "lower the depth, width or batch")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     table = Table(
         title=f"||dL/dW_first|| / ||dL/dW_last|| at init '{init}' "
         f"(width {width}, batch {batch}, {seeds} seeds)",
@@ -153,12 +172,12 @@ def gradflow(
     table.add_column("per layer", justify="right")
     table.add_column("theory", justify="right")
     table.add_column("σw², σb²", justify="right")
-    results = []
-    for act in acts:
+    results, errors = [], []
+    for act in track(acts, description="gradflow", console=progress_console, transient=True):
         try:
             rs = [gradient_flow(act, d, width, init, seeds, batch, sigma_b2) for d in depths]
         except ValueError as exc:
-            console.print(f"[yellow]{escape(act.name)}: {escape(str(exc))}[/yellow]")
+            errors.append(f"{act.name}: {exc}")
             continue
         last = rs[-1]
         results += rs
@@ -181,26 +200,32 @@ def gradflow(
 
         plot_gradient_flow(results, out)
         console.print(f"wrote {out}")
+    if errors:
+        for line in errors:
+            console.print(f"[yellow]{escape(line)}[/yellow]")
+        console.print(f"{len(errors)} of {len(acts)} activation(s) could not be measured")
+        raise typer.Exit(1)
 
 
 @app.command()
 def audit(
     names_: NamesArg = None,
+    activations: ActivationsOpt = None,
     formulas: FormulaOpt = None,
     dtype: Annotated[
         list[str] | None,
-        typer.Option("--dtype", help="float64 | float32 | float16 | bfloat16 (repeatable)."),
+        typer.Option("--dtype", help="float64, float32, float16, bfloat16 (list)."),
     ] = None,
 ) -> None:
     """Stability audit of f and f' in four dtypes against mpmath; exit 1 if any fails."""
     from actlab.analysis.audit import DTYPES, TOLERANCE
     from actlab.analysis.audit import audit as run_audit
 
-    dtypes = dtype or list(DTYPES)
+    dtypes = split(dtype) or list(DTYPES)
     bad = [d for d in dtypes if d not in DTYPES]
     if bad:
         raise UserError(f"--dtype {bad[0]!r} is not one of {', '.join(DTYPES)}")
-    acts = resolve(names_, formulas) or resolve(list(names()))
+    acts = resolve(names_, formulas, activations=activations) or resolve(list(names()))
     table = Table(
         title="Stability audit: max error in eps of the dtype (inputs up to ±1e4)",
         box=box.SIMPLE_HEAD,
@@ -211,7 +236,7 @@ def audit(
         table.add_column(f"{d} (tol {TOLERANCE[d]:g})", justify="right")
     table.add_column("verdict")
     failed = []
-    for act in acts:
+    for act in track(acts, description="audit", console=progress_console, transient=True):
         res = run_audit(act, dtypes)
         cells = []
         for d in dtypes:

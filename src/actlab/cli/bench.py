@@ -13,6 +13,15 @@ from rich.console import Console
 from rich.table import Table
 
 from actlab.cli._app import UserError, app
+from actlab.cli._args import (
+    ActivationsOpt,
+    FormulaOpt,
+    NamesArg,
+    activation_names,
+    out_path,
+    resolve_activations,
+)
+from actlab.cli._args import device as checked_device
 
 console = Console()
 
@@ -24,9 +33,9 @@ def _wide() -> Console:
 
 @app.command()
 def bench(
-    names_: Annotated[
-        list[str] | None, typer.Argument(metavar="[NAME...]", help="Activations (default: all).")
-    ] = None,
+    names_: NamesArg = None,
+    activations: ActivationsOpt = None,
+    formula: FormulaOpt = None,
     size: Annotated[str, typer.Option(help="Elements per tensor: 16777216, 2**24, 16M.")] = "2**24",
     dtype: Annotated[str, typer.Option(help="float32, float64, float16 or bfloat16.")] = "float32",
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: auto).")] = None,
@@ -45,15 +54,13 @@ def bench(
         bool,
         typer.Option(help="Let glibc reuse freed memory (no page faults on new tensors)."),
     ] = False,
-    formula: Annotated[
-        list[str] | None, typer.Option("--formula", "-f", help="A formula in x (repeatable).")
-    ] = None,
     ffn: Annotated[
         bool, typer.Option(help="Also time the FFN block (fused vs composite).")
     ] = False,
     markdown: Annotated[bool, typer.Option(help="Print a markdown table.")] = False,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the rows to this JSON file.")
+        Path | None,
+        typer.Option("--out", "-o", "--json", help="Write the rows to this .json file."),
     ] = None,
 ) -> None:
     """Kernel speed against x.clone() and native PyTorch, and bytes saved for backward.
@@ -72,12 +79,13 @@ def bench(
         targets,
     )
     from actlab.bench.timing import reuse_memory as _reuse
-    from actlab.catalog import formula as make_formula
-    from actlab.catalog import get, names
-    from actlab.experiments.base import default_device
+    from actlab.catalog import names
+    from actlab.catalog.runtime import require_memory
 
     n = parse_size(size)
     dt = parse_dtype(dtype)
+    if json_out is not None:
+        out_path(json_out, "--out", (".json",))
     if clock not in ("wall", "cpu"):
         raise UserError(f"--clock must be wall or cpu, got {clock!r}")
     if rounds < 1 or min_time <= 0:
@@ -86,11 +94,17 @@ def bench(
         if threads < 1:
             raise UserError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
-    dev = torch.device(device) if device else default_device()
+    dev = checked_device(device)
     if quick:
         rounds, min_time = 1, min(min_time, 0.05)
-    acts = [get(a) for a in (names_ or ([] if formula else names()))]
-    acts += [make_formula(f) for f in formula or []]
+    keys = activation_names(names_, activations, formula) or list(names())
+    acts = resolve_activations(keys)
+    # the input, its clone and the output, the gradients in and out, and a peer's output
+    try:
+        require_memory(6 * n * dt.itemsize, dev, f"--size {size} ({n} elements of {dt})",
+                       "give a smaller --size")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     reused = _reuse() if reuse_memory else False
     out = _wide()
     out.print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -10,8 +11,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from actlab.catalog import Activation, formula, get, names
+from actlab.catalog import Activation, get, names
 from actlab.cli._app import UserError, app
+from actlab.cli._args import (
+    IMAGE_SUFFIXES,
+    ActivationsOpt,
+    FormulaOpt,
+    NamesArg,
+    activation_names,
+    out_path,
+    resolve_activations,
+)
 
 console = Console()
 
@@ -33,13 +43,14 @@ def parse_params(items: list[str] | None) -> dict[str, float]:
 
 
 def resolve(
-    names_: list[str] | None, formulas: list[str] | None = None, params: list[str] | None = None
+    names_: list[str] | None,
+    formulas: list[str] | None = None,
+    params: list[str] | None = None,
+    activations: list[str] | None = None,
 ) -> list[Activation]:
-    """Activations named on the command line, plus ``--formula`` ones."""
-    p = parse_params(params)
-    acts = [get(n, **p) for n in names_ or []]
-    acts += [formula(f) for f in formulas or []]
-    return acts
+    """The activations a command names: arguments, ``-a`` items and ``--formula`` texts."""
+    keys = activation_names(names_, activations, formulas)
+    return resolve_activations(keys, parse_params(params))
 
 
 @app.command("list")
@@ -66,13 +77,20 @@ def list_cmd(
 
 @app.command()
 def show(
-    name: Annotated[str, typer.Argument(help="Activation name or alias, or formula:TEXT.")],
+    name: Annotated[
+        str | None, typer.Argument(metavar="[NAME]", help="Activation name, alias or formula:TEXT.")
+    ] = None,
+    activations: ActivationsOpt = None,
+    formulas: FormulaOpt = None,
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Hyper-parameter NAME=VALUE.")
     ] = None,
 ) -> None:
     """Formula, reference, parameters, and f, f' at a few points."""
-    act = resolve([name], params=param)[0]
+    acts = resolve([name] if name else None, formulas, param, activations)
+    if len(acts) != 1:
+        raise UserError(f"show takes one activation, got {len(acts)}; e.g. actlab show gelu")
+    act = acts[0]
     console.print(f"[bold]{act.name}[/bold]  ({act.family})")
     console.print(f"  formula:   {act.formula}")
     console.print(f"  reference: {act.reference}")
@@ -118,26 +136,26 @@ def _show_properties(act: Activation) -> None:
 
 @app.command()
 def plot(
-    names_: Annotated[
-        list[str] | None, typer.Argument(metavar="NAME...", help="Activations.")
-    ] = None,
+    names_: NamesArg = None,
+    activations: ActivationsOpt = None,
+    formulas: FormulaOpt = None,
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output image (.png, .svg, .pdf).")
+        Path, typer.Option("--out", "-o", help="Output image (.png, .svg, .pdf, .jpg).")
     ] = Path("activations.png"),
     x_range: Annotated[
         tuple[float, float], typer.Option("--range", help="x range: LOW HIGH.")
     ] = (-6.0, 6.0),
-    formulas: Annotated[
-        list[str] | None, typer.Option("--formula", "-f", help="A formula in x (repeatable).")
-    ] = None,
 ) -> None:
     """Each activation and its derivative, labelled, on a grid (the article's figure)."""
     from actlab.report.figures import plot_activations
 
-    acts = resolve(names_, formulas)
+    acts = resolve(names_, formulas, activations=activations)
     if not acts:
-        raise UserError("name at least one activation or give --formula")
-    if out.suffix.lower() not in {".png", ".svg", ".pdf", ".jpg", ".jpeg"}:
-        raise UserError(f"--out {out}: use a .png, .svg, .pdf or .jpg file name")
+        raise UserError("name at least one activation (e.g. actlab plot relu gelu)")
+    out_path(out, "--out", IMAGE_SUFFIXES)
+    if not (math.isfinite(x_range[0]) and math.isfinite(x_range[1]) and x_range[0] < x_range[1]):
+        raise UserError(
+            f"--range {x_range[0]:g} {x_range[1]:g}: give two finite numbers, LOW below HIGH"
+        )
     plot_activations(acts, out=out, x_range=x_range)
     console.print(f"wrote {out}")

@@ -3,19 +3,54 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from actlab.cli._app import UserError, app
+from actlab.cli._args import (
+    ActivationsOpt,
+    FormulaOpt,
+    activation_names,
+    existing_db,
+    out_path,
+    resolve_activations,
+)
+from actlab.experiments.study import DEFAULT_DB
 from actlab.recommend import Recommendation, StudyRecommendation
 
 console = Console()
 if not console.is_terminal:  # piped or captured: no terminal width to respect
     console.width = max(console.width, 120)
+
+
+def report_progress() -> Progress:
+    """A progress bar (on stderr) over the report's steps."""
+    return Progress(
+        TextColumn("[bold]report[/bold]"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description}"), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True,
+    )
+
+
+def write_with_progress(db: Path | None, out: Path, **options: Any) -> Path:
+    """:func:`actlab.report.html.write_report` with a progress bar."""
+    from actlab.report.html import REPORT_STEPS, write_report
+
+    with report_progress() as bar:
+        task = bar.add_task("", total=len(REPORT_STEPS))
+
+        def step(name: str) -> None:
+            done = REPORT_STEPS.index(name) if name in REPORT_STEPS else 0
+            bar.update(task, completed=done, description=name)
+
+        path = write_report(db, out, progress=step, **options)
+        bar.update(task, completed=len(REPORT_STEPS), description="written")
+    return path
 
 
 @app.command()
@@ -25,14 +60,10 @@ def report(
     ),
     db: Annotated[
         Path | None,
-        typer.Option("--db", help="A study's SQLite database (default: actlab-study.sqlite)."),
+        typer.Option("--db", help=f"A study's SQLite database (default: {DEFAULT_DB} if here)."),
     ] = None,
-    activations: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--activation", "-a", help="Activations to describe (default: those in the study)."
-        ),
-    ] = None,
+    activations: ActivationsOpt = None,
+    formulas: FormulaOpt = None,
     bench: Annotated[
         Path | None,
         typer.Option("--bench", help="A kernel benchmark table to include (.csv or .json)."),
@@ -44,21 +75,23 @@ def report(
 ) -> None:
     """Write one self-contained HTML report (figures embedded; opens offline).
 
-    Without --db it reads actlab-study.sqlite when that file is here.
+    Without --db it reads the default database when that file is here.
     """
-    from actlab.experiments.study import DEFAULT_DB
-    from actlab.report.html import write_report
-
-    if db is None and not activations and Path(DEFAULT_DB).exists():
+    keys = activation_names(None, activations, formulas)
+    resolve_activations(keys)
+    if db is None and not keys and Path(DEFAULT_DB).exists():
         db = Path(DEFAULT_DB)
-    if db is not None and not db.exists():
-        raise UserError(f"--db {db}: no such file; run `actlab study --db {db}` first")
-    if db is None and not activations:
-        raise UserError("give --db FILE (a study's results) or at least one --activation NAME")
-    if bench is not None and not bench.exists():
+    if db is not None:
+        existing_db(db)
+    if db is None and not keys:
+        raise UserError(
+            f"give --db FILE (a study's results; {DEFAULT_DB} is not here) or -a NAME,..."
+        )
+    if bench is not None and not bench.is_file():
         raise UserError(f"--bench {bench}: no such file")
-    path = write_report(
-        db, out, activations=activations, bench=bench, title=title, analysis=analysis
+    out_path(out, "--out", (".html", ".htm"))
+    path = write_with_progress(
+        db, out, activations=keys or None, bench=bench, title=title, analysis=analysis
     )
     console.print(f"wrote {path}")
 
@@ -68,36 +101,38 @@ def recommend(
     arch: Annotated[
         str | None, typer.Option("--arch", help="cnn, transformer, rnn or mlp.")
     ] = None,
-    task: Annotated[
-        str | None, typer.Option("--task", help="binary, multiclass, regression or bounded.")
+    problem: Annotated[
+        str | None,
+        typer.Option(
+            "--problem", "--task", help="binary, multiclass, regression or bounded (the output)."
+        ),
     ] = None,
     dead_fraction: Annotated[
         float | None,
         typer.Option("--dead-fraction", help="Measured fraction of dead hidden units (0..1)."),
     ] = None,
-    from_db: Annotated[
+    db: Annotated[
         Path | None,
-        typer.Option("--from", help="Recommend from your own study's SQLite database."),
+        typer.Option("--db", "--from", help="Recommend from your own study's SQLite database."),
     ] = None,
 ) -> None:
     """Which activation to use: the decision framework, or the evidence of your own study."""
     from actlab.recommend import recommend as framework
 
-    if from_db is not None:
-        if arch or task or dead_fraction is not None:
-            raise UserError("--from reads your study; do not combine it with --arch/--task")
-        if not from_db.exists():
-            raise UserError(f"--from {from_db}: no such file; run `actlab study --db ...` first")
+    if db is not None:
+        if arch or problem or dead_fraction is not None:
+            raise UserError("--db reads your study; do not combine it with --arch/--problem")
+        existing_db(db)
         from actlab.recommend import recommend_from_study
 
-        _print_study(recommend_from_study(from_db))
+        _print_study(recommend_from_study(db))
         return
-    if arch is None or task is None:
+    if arch is None or problem is None:
         raise UserError(
-            "give --arch (cnn, transformer, rnn, mlp) and --task (binary, multiclass, "
-            "regression, bounded), or --from results.sqlite"
+            "give --arch (cnn, transformer, rnn, mlp) and --problem (binary, multiclass, "
+            "regression, bounded), or --db results.sqlite"
         )
-    _print_framework(framework(arch, task, dead_fraction=dead_fraction))
+    _print_framework(framework(arch, problem, dead_fraction=dead_fraction))
 
 
 def _print_framework(r: Recommendation) -> None:

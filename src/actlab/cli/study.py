@@ -14,15 +14,24 @@ from rich.console import Console
 from rich.table import Table
 
 from actlab.cli._app import UserError, app
+from actlab.cli._args import (
+    ActivationsOpt,
+    FormulaOpt,
+    TasksOpt,
+    activation_names,
+    existing_db,
+    numbers,
+    out_path,
+    positive,
+    resolve_activations,
+    split,
+)
+from actlab.cli._args import device as checked_device
+from actlab.experiments.study import DEFAULT_DB
 
 console = Console(markup=False, highlight=False, soft_wrap=True)
 if not console.is_terminal:  # piped or captured: no terminal width to respect
     console.width = max(console.width, 120)
-
-
-def _split(items: list[str] | None) -> list[str]:
-    """``["a,b", "c"]`` -> ``["a", "b", "c"]`` (options repeat or take commas)."""
-    return [p.strip() for item in items or [] for p in item.split(",") if p.strip()]
 
 
 def _number(text: str) -> Any:
@@ -39,27 +48,13 @@ def _number(text: str) -> Any:
 def _parse_grid(lrs: list[str] | None, grid: list[str] | None) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     if lrs:
-        values = [_number(v) for v in _split(lrs)]
-        bad = [v for v in values if not isinstance(v, int | float) or v <= 0 or isinstance(v, bool)]
-        if bad:
-            raise UserError(f"--lr {bad[0]!r} is not a positive number; e.g. --lr 1e-3,1e-2")
-        out["lr"] = values
+        out["lr"] = numbers(lrs, "--lr", low=0.0, strict_low=True)
     for item in grid or []:
         key, sep, vals = item.partition("=")
         if not sep or not key.strip() or not vals.strip():
             raise UserError(f"--grid {item!r} must look like KEY=V1,V2, e.g. --grid epochs=5,10")
-        out[key.strip()] = [_number(v) for v in _split([vals])]
+        out[key.strip()] = [_number(v) for v in split([vals])]
     return out
-
-
-def _check_activations(names: list[str]) -> None:
-    from actlab.catalog import get
-
-    for n in names:
-        try:
-            get(n)
-        except KeyError as exc:
-            raise UserError(exc.args[0]) from None
 
 
 def _check_tasks(ids: list[str]) -> None:
@@ -75,17 +70,12 @@ def _check_tasks(ids: list[str]) -> None:
 
 @app.command()
 def study(
-    tasks: Annotated[
-        list[str] | None,
-        typer.Option("--tasks", "-t", help="TASK or TASK/DATASET (repeat, or comma-separate)."),
-    ] = None,
-    activations: Annotated[
-        list[str] | None,
-        typer.Option("--activations", "-a", help="Names or formula:TEXT (repeat, or commas)."),
-    ] = None,
+    tasks: TasksOpt = None,
+    activations: ActivationsOpt = None,
+    formulas: FormulaOpt = None,
     seeds: Annotated[int, typer.Option(help="Seeds per cell (0..N-1).")] = 3,
     db: Annotated[Path, typer.Option(help="SQLite results database (created if missing).")] = Path(
-        "actlab-study.sqlite"
+        DEFAULT_DB
     ),
     workers: Annotated[
         int | None, typer.Option(help="Worker processes (0: this process); default min(2, CPUs).")
@@ -93,6 +83,9 @@ def study(
     executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
     address: Annotated[
         str | None, typer.Option(help="Ray cluster HOST:PORT (with --executor ray).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:N (default: $ACTLAB_DEVICE, else auto).")
     ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="Short runs (each task's quick setting).")
@@ -106,6 +99,9 @@ def study(
     data_dir: Annotated[
         Path | None, typer.Option(help="Directory with local datasets (MNIST, CIFAR-10...).")
     ] = None,
+    download: Annotated[
+        bool, typer.Option("--download", help="Download missing datasets (needs a network).")
+    ] = False,
     report: Annotated[
         Path | None, typer.Option(help="Write the HTML report here when the study ends.")
     ] = None,
@@ -120,15 +116,17 @@ def study(
     CNN on Fashion-MNIST, the transformer (char_lm, GLU variants included), XOR, the FFN's
     cost and gradient flow, 3 seeds. Without -a, each task runs its own set of activations
     (the CNN the article's four, the transformer the GLU family, ...). Runs already in the
-    database are kept: --seeds 10 on the same command adds seeds 3..9.
+    database are kept: --seeds 10 on the same command adds seeds 3..9. Exit status 1 when a
+    run failed (diverged runs are results, not failures); re-running retries the failed runs.
     """
+    from actlab.experiments.store import ResultsStore
     from actlab.experiments.study import DEFAULT_TASKS, Study, run_study
 
     if list_tasks:
+        _check_tasks(split(tasks))  # loads task files named with --tasks (listed too)
         _list_tasks()
         return
-    if seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    positive(seeds, "--seeds")
     if workers is not None and workers < 0:
         raise UserError(f"--workers must be 0 or more, got {workers}")
     if executor not in {"local", "ray"}:
@@ -143,19 +141,24 @@ def study(
         raise UserError("--workers 0 is not possible with --executor ray; give 1 or more")
     if data_dir is not None and not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir} is not a directory")
-    if report is not None and report.suffix.lower() not in {".html", ".htm"}:
-        raise UserError(f"--report {report}: give an .html file name")
-    task_ids = _split(tasks) or list(DEFAULT_TASKS)
-    act_names = _split(activations) or None
+    if report is not None:
+        out_path(report, "--report", (".html", ".htm"))
+    out_path(db, "--db")
+    dev = checked_device(device)
+    if device is not None:  # worker processes read it from the environment
+        os.environ["ACTLAB_DEVICE"] = str(dev)
+    task_ids = split(tasks) or list(DEFAULT_TASKS)
+    act_names = activation_names(None, activations, formulas) or None  # None: each task's own
     _check_tasks(task_ids)
     spec = Study(
         tasks=task_ids, activations=act_names, seeds=seeds, grid=_parse_grid(lr, grid),
-        quick=quick, data_dir=data_dir,
+        quick=quick, data_dir=data_dir, overrides={"download": True} if download else {},
     )
     per_task = {t: spec.activations_for(t) for t in task_ids}
-    _check_activations(list(dict.fromkeys(a for names in per_task.values() for a in names)))
+    resolve_activations(list(dict.fromkeys(a for names in per_task.values() for a in names)))
     _check_data(spec)
     n = spec.size()
+    ResultsStore(db).close()  # a damaged or foreign database is refused before any run
     if act_names is not None:
         console.print(
             f"study: {len(task_ids)} task(s) x {len(act_names)} activation(s) x {seeds} "
@@ -171,11 +174,15 @@ def study(
     console.print(summary.line())
     for key, err in list(summary.errors.items())[:5]:
         console.print(f"  failed {key}: {err}")
+    if len(summary.errors) > 5:
+        console.print(f"  ... and {len(summary.errors) - 5} more (actlab results --db {db})")
     if summary.failed:
         console.print("failed runs are retried when you re-run the same command")
     console.print(f"see the results: actlab results --db {db}")
     if report is not None:
         _write_report(db, report)
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 def _check_data(spec: Any) -> None:
@@ -184,7 +191,7 @@ def _check_data(spec: Any) -> None:
 
     for _, cfg in spec.resolved_tasks():
         name = cfg.get("dataset")
-        if isinstance(name, str):
+        if isinstance(name, str) and not cfg.get("download"):  # --download fetches it later
             try:
                 check_dataset(name, cfg.get("data_dir"))
             except DataError as exc:
@@ -214,13 +221,9 @@ def _list_tasks() -> None:
 
 
 def _write_report(db: Path, out: Path) -> None:
-    try:
-        from actlab.report.html import write_report
-    except ImportError as exc:
-        console.print(f"no HTML report: the report module is not available ({exc})")
-        return
-    path = write_report(db, out)
-    console.print(f"wrote {path or out}")
+    from actlab.cli.report import write_with_progress
+
+    console.print(f"wrote {write_with_progress(db, out)}")
 
 
 def _table(setting: str, g: Any) -> Table:
@@ -284,30 +287,35 @@ def _p(x: Any) -> str:
 
 @app.command()
 def results(
-    db: Annotated[Path, typer.Option(help="SQLite results database.")] = Path(
-        "actlab-study.sqlite"
-    ),
-    task: Annotated[
-        str | None, typer.Option(help="Only this task (TASK or TASK/DATASET).")
-    ] = None,
+    db: Annotated[Path, typer.Option(help="SQLite results database.")] = Path(DEFAULT_DB),
+    tasks: TasksOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Print the failed runs: error and stored traceback.")
+    ] = False,
 ) -> None:
     """Per task: activations ranked by mean metric over seeds, with std, 95% CI, the
     paired test against the best, and a confidence statement."""
     from actlab.experiments.stats import statements, summarize
     from actlab.experiments.store import load_results
+    from actlab.experiments.study import select_task_ids
 
     if fmt not in {"table", "csv", "json"}:
         raise UserError(f"--format {fmt!r} is not known; use table, csv or json")
-    if not db.exists():
-        raise UserError(f"no results database at {db}; run `actlab study --db {db}` first")
+    existing_db(db)
     df = load_results(db)
-    if task is not None:
-        name, _, ds = task.partition("/")
-        df = df[(df["task"] == name) & ((df["dataset"] == ds) if ds else True)]
-        if df.empty:
-            known = ", ".join(sorted(load_results(db)["task_id"].unique())) or "none"
-            raise UserError(f"no runs of task {task!r} in {db}; it has: {known}")
+    wanted = split(tasks)
+    if wanted:
+        _check_tasks(wanted)
+        keep = select_task_ids(df, wanted)
+        if not keep.any():
+            known = ", ".join(sorted(df["task_id"].unique())) or "none"
+            asked = ", ".join(map(repr, wanted))
+            raise UserError(f"no runs of task {asked} in {db}; it has: {known}")
+        df = df[keep]
+    if failed:
+        _print_failed(db, set(df.loc[df["status"] == "failed", "key"]))
+        return
     table = summarize(df)
     if fmt == "csv":
         print(table.to_csv(index=False), end="")
@@ -327,3 +335,20 @@ def results(
             console.print(extend)
         console.print()
     console.print(f"{len(df)} runs in {os.fspath(db)}")
+    n_failed = int((df["status"] == "failed").sum())
+    if n_failed:
+        console.print(f"{n_failed} failed: actlab results --db {db} --failed shows their errors")
+
+
+def _print_failed(db: Path, keys: set[str]) -> None:
+    """Each failed run among ``keys``: its key, error, and the traceback stored with it."""
+    from actlab.experiments.store import ResultsStore
+
+    with ResultsStore(db, create=False) as store:
+        runs = [r for r in store.runs(status="failed") if r.key in keys]
+    for run in runs:
+        console.print(f"failed {run.key}: {run.result.error}")
+        tb = run.result.artifacts.get("traceback")
+        if isinstance(tb, str) and tb.strip():
+            console.print("    " + tb.rstrip().replace("\n", "\n    "))
+    console.print(f"{len(runs)} failed run(s) in {os.fspath(db)}")

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+
+from actlab.catalog.runtime import resolve_device
 
 STATUS_OK = "ok"
 STATUS_DIVERGED = "diverged"
@@ -96,6 +97,8 @@ class Task:
         defaults: the default configuration.
         quick: overrides that make the task fast (``--quick``, tests).
         description: one line for ``actlab study --help`` and the report.
+        check: ``check(config)`` raises ``ValueError`` (one sentence) for a configuration
+            the task cannot run; studies call it on every run before starting any.
         architecture: the architecture whose choice of activation the task informs
             (``"mlp"``, ``"cnn"``, ``"transformer"``), or ``None`` for diagnostics
             (gradient flow, timing, XOR); answers are given per architecture.
@@ -109,6 +112,7 @@ class Task:
     quick: Mapping[str, Any]
     description: str
     architecture: str | None = None
+    check: Callable[[Mapping[str, Any]], None] | None = None
 
 
 TASKS: dict[str, Task] = {}
@@ -141,8 +145,6 @@ def actlab_version() -> str:
 
 
 def default_device() -> torch.device:
-    """``$ACTLAB_DEVICE`` if set, else CUDA when available, else CPU."""
-    name = os.environ.get("ACTLAB_DEVICE")
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``$ACTLAB_DEVICE`` if set, else CUDA when available, else CPU (checked: a device that
+    does not exist here is a ``ValueError``; see :func:`actlab.catalog.runtime.resolve_device`)."""
+    return resolve_device(None)

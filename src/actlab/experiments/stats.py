@@ -253,6 +253,11 @@ def _ds(x: Any) -> Any:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
 
+def _setting_value(value: Any) -> str:
+    """A setting's value in a label: ``None`` (the task's own default) reads ``default``."""
+    return "default" if value is None else str(value)
+
+
 def _settings(df: pd.DataFrame) -> dict[tuple[str, Any, str], str]:
     """A readable label per (task, dataset, config_hash): task_id plus the config keys
     that differ between that task_id's settings, e.g. ``mlp/digits lr=0.01``."""
@@ -267,7 +272,7 @@ def _settings(df: pd.DataFrame) -> dict[tuple[str, Any, str], str]:
             if len({repr(c.get(k)) for c in configs.values()}) > 1
         ]
         for ident, cfg in configs.items():
-            extra = " ".join(f"{k}={cfg.get(k)}" for k in varying)
+            extra = " ".join(f"{k}={_setting_value(cfg.get(k))}" for k in varying)
             labels[ident] = f"{tid} {extra}".strip()
     return labels
 
@@ -445,8 +450,25 @@ def _seeds_text(best: str, other: str, row: dict[str, Any], alpha: float) -> str
     return f" {text}" if text else ""
 
 
-def statements(summary: pd.DataFrame) -> dict[str, str]:
-    """``{setting: confidence statement}`` from a :func:`summarize` table."""
-    return {
-        str(s): str(g["statement"].iloc[0]) for s, g in summary.groupby("setting", sort=True)
-    }
+class Statements(dict):
+    """``{setting: confidence statement}``; a task id (``"mlp/digits"``) also finds its
+    setting when the task has only one in the table, and otherwise says which there are."""
+
+    def __missing__(self, key: str) -> str:
+        matches = [s for s in self if s == key or s.startswith(f"{key} ")]
+        if len(matches) == 1:
+            return self[matches[0]]
+        if matches:
+            raise KeyError(
+                f"{key} has {len(matches)} settings in this table: "
+                f"{', '.join(repr(m) for m in matches)}; give one of them"
+            )
+        raise KeyError(f"no setting {key!r}; the table has: {', '.join(map(repr, self))}")
+
+
+def statements(summary: pd.DataFrame) -> Statements:
+    """``{setting: confidence statement}`` from a :func:`summarize` table (a task id without
+    its configuration finds the setting when it is the task's only one)."""
+    return Statements(
+        {str(s): str(g["statement"].iloc[0]) for s, g in summary.groupby("setting", sort=True)}
+    )

@@ -27,6 +27,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import json
 import math
 import platform
@@ -94,6 +97,48 @@ _COLUMNS = (
 
 class StoreError(ValueError):
     """The database cannot be used (wrong schema version, not an actlab database...)."""
+
+
+def _unreadable(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    """One sentence for an SQLite error while reading or writing ``path``."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
+        return StoreError(
+            f"results database {path} is locked by another process ({text}); wait for it "
+            "or give another --db"
+        )
+    return StoreError(
+        f"results database {path} is damaged ({text}); its runs cannot be read safely: "
+        "restore a copy, or give another --db (actlab never repairs or overwrites it)"
+    )
+
+
+@contextlib.contextmanager
+def _sql(path: Path) -> Iterator[None]:
+    """Turn SQLite errors into one clear :class:`StoreError`."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a store method (or generator) under :func:`_sql`."""
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def gen(self: ResultsStore, *args: Any, **kwargs: Any) -> Any:
+            with _sql(self.path):
+                yield from method(self, *args, **kwargs)
+
+        return gen
+
+    @functools.wraps(method)
+    def wrapper(self: ResultsStore, *args: Any, **kwargs: Any) -> Any:
+        with _sql(self.path):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def now_iso() -> str:
@@ -229,9 +274,14 @@ class ResultsStore:
                 f"(no schema_version table; it has {', '.join(sorted(tables))}); "
                 "give another --db file"
             )
-        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        try:
+            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise _unreadable(self.path, exc) from None
         version = row[0] if row else None
         if version == SCHEMA_VERSION:
+            self._check_pages(conn)
             self._set_pragmas(conn)
             return conn
         if isinstance(version, int) and version < SCHEMA_VERSION and all(
@@ -251,6 +301,21 @@ class ResultsStore:
             f"(schema version {SCHEMA_VERSION}) cannot read or migrate; the file was left "
             "untouched: give another --db file"
         )
+
+    def _check_pages(self, conn: sqlite3.Connection) -> None:
+        """SQLite's ``quick_check`` (every page and index, in milliseconds for a study's
+        database): a file with a valid header but damaged pages is refused at once."""
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise _unreadable(self.path, exc) from None
+        lines = [line.strip() for r in rows if r and r[0] for line in str(r[0]).splitlines()]
+        problems = [line for line in lines if line not in ("ok", "*** in database main ***")]
+        if problems:
+            conn.close()
+            more = f" and {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
+            raise _unreadable(self.path, sqlite3.DatabaseError(f"{problems[0]}{more}"))
 
     @staticmethod
     def _set_pragmas(conn: sqlite3.Connection) -> None:
@@ -281,10 +346,12 @@ class ResultsStore:
         self.close()
 
     @property
+    @_guarded
     def schema_version(self) -> int:
         return int(self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
 
     # ------------------------------------------------------------------ writing
+    @_guarded
     def record(
         self,
         spec: RunSpec,
@@ -338,10 +405,12 @@ class ResultsStore:
         return cur.rowcount > 0
 
     # ------------------------------------------------------------------ reading
+    @_guarded
     def statuses(self) -> dict[str, str]:
         """``{key: status}`` for every stored run."""
         return dict(self._conn.execute("SELECT key, status FROM runs").fetchall())
 
+    @_guarded
     def finished_keys(self) -> set[str]:
         """Keys of runs that a study skips (status ``ok`` or ``diverged``)."""
         rows = self._conn.execute(
@@ -349,9 +418,11 @@ class ResultsStore:
         ).fetchall()
         return {r[0] for r in rows}
 
+    @_guarded
     def __len__(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
+    @_guarded
     def runs(
         self,
         task: str | None = None,
@@ -389,6 +460,7 @@ class ResultsStore:
         cols = [d[0] for d in cur.description]
         return [_decode(dict(zip(cols, r, strict=False))) for r in cur.fetchall()]
 
+    @_guarded
     def run(self, key: str) -> StoredRun:
         """The stored run with this ``RunSpec.key`` (``KeyError`` if absent)."""
         cur = self._conn.execute("SELECT * FROM runs WHERE key = ?", (key,))
@@ -405,6 +477,7 @@ class ResultsStore:
         """Other outputs of one run (decision-boundary grid, timing tables, ...)."""
         return self.run(key).result.artifacts
 
+    @_guarded
     def iter_rows(self) -> Iterator[dict[str, Any]]:
         """Raw rows as dicts (JSON columns still encoded)."""
         cur = self._conn.execute("SELECT * FROM runs ORDER BY task, dataset, activation, seed")

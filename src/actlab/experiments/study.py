@@ -38,6 +38,7 @@ from actlab.experiments.base import (
     TASKS,
     RunSpec,
     Task,
+    default_device,
 )
 from actlab.experiments.executors import Job, LocalExecutor, RayExecutor, make_executor
 from actlab.experiments.store import ResultsStore
@@ -87,8 +88,14 @@ def load_tasks() -> dict[str, Task]:
 def parse_task_id(task_id: str) -> tuple[str, dict[str, Any]]:
     """``"mlp/digits"`` -> ``("mlp", {"dataset": "digits"})``; ``"xor"`` -> ``("xor", {})``.
 
-    Uses the tasks module's parser when it has one (it knows each task's datasets).
+    Uses the tasks module's parser when it has one (it knows each task's datasets). A
+    file, ``path/to/file.py:function``, is loaded and its task registered
+    (:func:`actlab.experiments.user.load_task_file`).
     """
+    from actlab.experiments.user import is_task_file, load_task_file
+
+    if is_task_file(task_id):
+        return load_task_file(task_id).name, {}
     load_tasks()
     try:
         from actlab.experiments.tasks import parse_task_id as parse
@@ -102,6 +109,30 @@ def parse_task_id(task_id: str) -> tuple[str, dict[str, Any]]:
         known = ", ".join(sorted(TASKS)) or "none registered"
         raise ValueError(f"unknown task {task_id!r}; known tasks: {known}")
     return name, ({"dataset": dataset} if dataset else {})
+
+
+def select_task_ids(df: Any, task_ids: Sequence[str]) -> Any:
+    """Rows of a results frame (:func:`actlab.load_results`) that belong to any of
+    ``task_ids``: the ids ``actlab study --tasks`` accepts, presets included
+    (``cnn/mnist1d/paper`` matches the runs of that recipe, with or without ``--quick``).
+
+    Returns:
+        A boolean ``pandas.Series`` aligned with ``df``.
+    """
+    import pandas as pd
+
+    keep = pd.Series(False, index=df.index)
+    tasks = load_tasks()
+    for task_id in task_ids:
+        name, overrides = parse_task_id(task_id)
+        quick = tasks[name].quick if name in tasks else {}
+        wanted = {k: v for k, v in overrides.items() if k not in quick}
+        configs = df["config"] if "config" in df else pd.Series([{}] * len(df), index=df.index)
+        match = (df["task"] == name) & configs.map(
+            lambda c, w=wanted: all(isinstance(c, dict) and c.get(k) == v for k, v in w.items())
+        )
+        keep |= match
+    return keep
 
 
 def _activation_key(name: str) -> str:
@@ -193,7 +224,7 @@ class Study:
             name, overrides = parse_task_id(task_id)
             task = tasks[name]
             config = dict(task.defaults)
-            config.update(overrides)
+            config.update(overrides)  # the dataset and a preset's recipe, then --quick on top
             if self.quick:
                 config.update(task.quick)
             for k, v in self.overrides.items():
@@ -230,6 +261,8 @@ class Study:
                 rs = RunSpec(task.name, "", 0, c)
                 if rs.config_hash not in seen:
                     seen.add(rs.config_hash)
+                    if task.check is not None:  # every run's settings, before any starts
+                        task.check(c)
                     configs.append((task, c, acts))
         runs: dict[str, tuple[Task, RunSpec]] = {}
         for seed in seeds:
@@ -304,6 +337,7 @@ def run_study(
     activations registered with :func:`actlab.register` are sent to the workers.
     """
     console = console or Console(stderr=True)
+    default_device()  # an unknown or absent $ACTLAB_DEVICE fails here, not in every run
     runs = study.specs()
     ex = make_executor(executor, workers=workers, address=address) if isinstance(
         executor, str

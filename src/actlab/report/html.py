@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,15 @@ def _resolve(activations: Sequence[str | Activation]) -> list[Activation]:
     return out
 
 
+#: what :func:`build_context` reports to its ``progress`` callback, in order
+REPORT_STEPS = (
+    "reading the study",
+    "activation cards and figures",
+    "gain, gradient flow and audit",
+    "study results and figures",
+)
+
+
 def build_context(
     db: str | Path | None = None,
     *,
@@ -134,15 +143,22 @@ def build_context(
     title: str = "actlab report",
     analysis: bool = True,
     gradflow_depths: Sequence[int] = (5, 10, 20, 50),
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Everything the template needs (plain data; the template escapes all text)."""
+    """Everything the template needs (plain data; the template escapes all text).
+
+    ``progress(step)`` is called as each of the :data:`REPORT_STEPS` begins.
+    """
     from actlab.report import sections as S
+
+    step = progress or (lambda _name: None)
 
     depths = list(gradflow_depths)
     if not depths or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in depths):
         raise ValueError(
             f"gradflow_depths must be positive whole numbers of layers, got {gradflow_depths!r}"
         )
+    step(REPORT_STEPS[0])
     study = S.load_study(db) if db is not None else None
     names = list(activations or [])
     if not names and study is not None:
@@ -154,9 +170,12 @@ def build_context(
 
     sections: list[B.Section] = []
     sections.append(S.recommendation_section(study, rec))
+    step(REPORT_STEPS[1])
     sections.append(catalog_section(acts, properties=analysis))
+    step(REPORT_STEPS[2])
     if analysis:
         sections.append(S.analysis_section(acts, study, depths))
+    step(REPORT_STEPS[3])
     if study is not None:
         sections.extend(S.study_sections(study))
     cost = S.cost_section(study, bench)
@@ -195,7 +214,7 @@ def write_report(db: str | Path | None, out: str | Path, **options: Any) -> Path
     Args:
         db: a study's SQLite database (``actlab study --db``), or ``None`` for a report on
             ``activations`` only (catalog and analysis sections).
-        out: the ``.html`` file to write (its directory must exist or is created).
+        out: the ``.html`` file to write (its directory must exist).
         **options:
             activations: activations to describe (default: those in the study, else the
                 article's eight);
@@ -213,7 +232,10 @@ def write_report(db: str | Path | None, out: str | Path, **options: Any) -> Path
         raise ValueError(f"report file {str(out)!r} must end in .html")
     if db is not None and not Path(db).exists():
         raise FileNotFoundError(f"no results database at {db}; run `actlab study --db {db}` first")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(
+            f"cannot write the report to {out}: the directory {out.parent} does not exist"
+        )
     text = render_report(db, **options)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     return out

@@ -124,7 +124,8 @@ def load_cifar10(
         raise DataFileMissing(
             f"CIFAR-10 batch {TRAIN_FILES[0]} was not found in "
             f"{', '.join(os.fspath(c) for c in candidates)}; extract cifar-10-python.tar.gz "
-            f"(from {SOURCE.urls[0]}) into {data_dir} or pass download=True (needs a network)"
+            f"(from {SOURCE.urls[0]}) into {data_dir}, or download it (needs a network): "
+            "`actlab study --download`, or download=True in Python"
         )
     missing = [n for n in (*TRAIN_FILES, TEST_FILE) if not (found / n).is_file()]
     if missing:

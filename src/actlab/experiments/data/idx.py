@@ -173,7 +173,8 @@ def locate_mnist(
         raise DataFileMissing(
             f"{variant} file {stem}[.gz] was not found in {where}; to get it, "
             f"{HOW_TO_GET[variant]} ({', '.join(IDX_FILES.values())}, gzipped or not) into "
-            f"{into}{pass_dir}, or pass download=True with a data directory (needs a network)"
+            f"{into}{pass_dir}, or download them with a data directory (needs a network): "
+            "`actlab study --download`, or download=True in Python"
         )
     return found
 

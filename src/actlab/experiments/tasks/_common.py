@@ -2,32 +2,120 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from actlab.experiments.base import RunResult, RunSpec
 from actlab.experiments.train import FitResult
 
+#: a rule checks one setting's value: ``None`` if it is fine, else what it must be
+Rule = Callable[[Any], str | None]
 
-def resolve_config(spec: RunSpec, defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """The task's defaults overridden by ``spec.config``; unknown keys are an error."""
+
+def integer(low: int = 1) -> Rule:
+    """An integer >= ``low`` (bools refused)."""
+
+    def rule(v: Any) -> str | None:
+        ok = isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= low
+        return None if ok else f"must be an integer >= {low}"
+
+    return rule
+
+
+def number(low: float | None = None, strict: bool = False) -> Rule:
+    """A finite number, optionally > ``low`` (``strict``) or >= ``low``."""
+
+    def rule(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int | float | np.number):
+            return "must be a number"
+        if not math.isfinite(float(v)):
+            return "must be finite"
+        if low is not None and (v < low or (strict and v == low)):
+            return f"must be {'>' if strict else '>='} {low:g}"
+        return None
+
+    return rule
+
+
+def choice(*options: Any) -> Rule:
+    """One of ``options``."""
+
+    def rule(v: Any) -> str | None:
+        return None if v in options else f"must be one of {', '.join(map(str, options))}"
+
+    return rule
+
+
+def optional(inner: Rule, meaning: str = "the default") -> Rule:
+    """``None`` (meaning ``meaning``) or what ``inner`` accepts."""
+
+    def rule(v: Any) -> str | None:
+        problem = None if v is None else inner(v)
+        return None if problem is None else f"{problem} (or None for {meaning})"
+
+    return rule
+
+
+def int_list(low: int = 1, nonempty: bool = True) -> Rule:
+    """A list of integers >= ``low`` (empty allowed unless ``nonempty``)."""
+    item = integer(low)
+
+    def rule(v: Any) -> str | None:
+        ok = isinstance(v, list | tuple) and (v or not nonempty)
+        ok = ok and all(item(x) is None for x in v)
+        return None if ok else (
+            f"must be a {'non-empty ' if nonempty else ''}list of integers >= {low}"
+        )
+
+    return rule
+
+
+def flag(v: Any) -> str | None:
+    """A bool."""
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def text(v: Any) -> str | None:
+    """A string or None."""
+    return None if v is None or isinstance(v, str) else "must be text"
+
+
+#: the divergence threshold: a factor above 1, or None (only NaN/inf diverge)
+DIVERGE_FACTOR = optional(number(1.0, strict=True), "NaN/inf only")
+
+
+def check_config(task: str, cfg: Mapping[str, Any], schema: Mapping[str, Rule]) -> None:
+    """Check every setting of ``cfg`` that ``schema`` has a rule for.
+
+    Raises:
+        ValueError: ``task 'mlp': setting lr=-1 must be > 0``.
+    """
+    for key, rule in schema.items():
+        if key in cfg:
+            problem = rule(cfg[key])
+            if problem:
+                raise ValueError(f"task {task!r}: setting {key}={cfg[key]!r} {problem}")
+
+
+def resolve_config(
+    spec: RunSpec, defaults: Mapping[str, Any], schema: Mapping[str, Rule] | None = None
+) -> dict[str, Any]:
+    """The task's defaults overridden by ``spec.config``, checked against ``schema``;
+    unknown keys are an error."""
     unknown = sorted(set(spec.config) - set(defaults))
     if unknown:
         raise ValueError(
             f"task {spec.task!r} has no setting {', '.join(map(repr, unknown))}; accepted: "
             f"{', '.join(sorted(defaults))}"
         )
-    return {**defaults, **spec.config}
-
-
-def positive_int(cfg: Mapping[str, Any], *keys: str) -> None:
-    """Check that ``cfg[key]`` is an integer >= 1 for each key."""
-    for key in keys:
-        value = cfg[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"setting {key} must be an integer >= 1, got {value!r}")
+    cfg = {**defaults, **spec.config}
+    if schema is not None:
+        check_config(spec.task, cfg, schema)
+    return cfg
 
 
 def to_run_result(fit: FitResult, artifacts: dict[str, Any]) -> RunResult:

@@ -19,8 +19,11 @@ from actlab.experiments.base import RunResult, RunSpec, Task, register_task
 from actlab.experiments.data import pydoc_text
 from actlab.experiments.models import CharTransformer, count_params
 from actlab.experiments.tasks._common import (
+    DIVERGE_FACTOR,
+    check_config,
+    integer,
+    number,
     peak_memory_metrics,
-    positive_int,
     reset_peak_memory,
     resolve_config,
     to_run_result,
@@ -56,6 +59,24 @@ QUICK = {
 # steps; see the README's "Evidence" section for how its ranking compares with the default.
 SHORT = {"steps": 300, "eval_every": 100}
 
+SCHEMA = {
+    **{k: integer(1) for k in ("steps", "batch", "block", "d_model", "n_layer", "n_head", "d_ff",
+                               "eval_every", "eval_batches")},
+    "lr": number(0.0, strict=True),
+    "diverge_factor": DIVERGE_FACTOR,
+}
+
+
+def check(cfg: dict) -> None:
+    """Raise ``ValueError`` for a ``char_lm`` configuration that cannot run."""
+    check_config("char_lm", cfg, SCHEMA)
+    if cfg["d_model"] % cfg["n_head"]:
+        raise ValueError(
+            f"task 'char_lm': setting d_model={cfg['d_model']} must be a multiple of "
+            f"n_head={cfg['n_head']}"
+        )
+
+
 _TEXT = None
 
 
@@ -69,8 +90,7 @@ def _text():
 def run(spec: RunSpec, device: torch.device) -> RunResult:
     start, cpu_start = time.perf_counter(), time.process_time()
     cfg = resolve_config(spec, DEFAULTS)
-    positive_int(cfg, "steps", "batch", "block", "d_model", "n_layer", "n_head", "d_ff",
-                 "eval_every", "eval_batches")
+    check(cfg)
     text = _text().to(device)
     seed_everything(spec.seed)
     model = CharTransformer(
@@ -116,5 +136,6 @@ TASK = register_task(
         quick=QUICK,
         description="character-level transformer LM on the pydoc text, FFN activation varied",
         architecture="transformer",
+        check=check,
     )
 )

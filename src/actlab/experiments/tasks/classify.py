@@ -37,10 +37,19 @@ from actlab.experiments.base import RunResult, RunSpec, Task, register_task
 from actlab.experiments.data import DATASETS, Dataset, load_dataset
 from actlab.experiments.models import CNN, MLP, MNIST1DCNN, count_params
 from actlab.experiments.tasks._common import (
+    DIVERGE_FACTOR,
+    Rule,
+    check_config,
+    choice,
+    flag,
+    int_list,
+    integer,
+    number,
+    optional,
     peak_memory_metrics,
-    positive_int,
     reset_peak_memory,
     resolve_config,
+    text,
     to_run_result,
 )
 from actlab.experiments.train import fit_classifier, seed_everything
@@ -107,6 +116,36 @@ SHORT_RECIPES: dict[str, dict[str, Any]] = {
     "cnn": {"dataset": "fashion_mnist", "train_size": 5000, "test_size": 5000, "epochs": 2},
 }
 
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DATA_SCHEMA: dict[str, Rule] = {
+    "split_seed": integer(0), "data_dir": text, "download": flag,
+    "train_size": optional(integer(1), "all of the split"),
+    "test_size": optional(integer(1), "all of the split"),
+}
+TRAIN_SCHEMA: dict[str, Rule] = {
+    "lr": number(0.0, strict=True), "batch": integer(1), "optimizer": choice(*OPTIMIZERS),
+    "weight_decay": number(0.0), "diverge_factor": DIVERGE_FACTOR,
+}
+_EPOCHS = optional(integer(1), "the dataset's default")
+MLP_SCHEMA: dict[str, Rule] = {
+    **DATA_SCHEMA, **TRAIN_SCHEMA, "dataset": choice(*MLP_DATASETS), "epochs": _EPOCHS,
+    "hidden": int_list(1, nonempty=False), "residual": flag,
+}
+CNN_SCHEMA: dict[str, Rule] = {
+    **DATA_SCHEMA, **TRAIN_SCHEMA, "dataset": choice(*CNN_DATASETS), "epochs": _EPOCHS,
+    "arch": choice(*CNN_ARCHS), "channels": int_list(1), "hidden": integer(1),
+}
+
+
+def check_mlp(cfg: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for an ``mlp`` configuration that cannot run."""
+    check_config("mlp", cfg, MLP_SCHEMA)
+
+
+def check_cnn(cfg: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for a ``cnn`` configuration that cannot run."""
+    check_config("cnn", cfg, CNN_SCHEMA)
+
 
 def load_task_data(task: str, cfg: dict[str, Any], accepted: tuple[str, ...],
                    device: torch.device) -> Dataset:
@@ -118,12 +157,7 @@ def load_task_data(task: str, cfg: dict[str, Any], accepted: tuple[str, ...],
         )
     options = {"split_seed": int(cfg["split_seed"])} if name == "digits" else {}
     data = load_dataset(name, data_dir=cfg["data_dir"], download=bool(cfg["download"]), **options)
-    sizes = {k: cfg.get(k) for k in ("train_size", "test_size")}
-    for key, value in sizes.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise ValueError(f"setting {key} must be an integer >= 1 or None (all), got {value!r}")
-    data = data.subset(sizes["train_size"], sizes["test_size"], seed=int(cfg["split_seed"]))
+    data = data.subset(cfg.get("train_size"), cfg.get("test_size"), seed=int(cfg["split_seed"]))
     return data.to(device)
 
 
@@ -133,10 +167,9 @@ def _factor(cfg: dict[str, Any]) -> float | None:
 
 
 def resolve_epochs(task: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """``cfg`` with ``epochs: None`` replaced by the dataset's default (checked >= 1)."""
+    """``cfg`` with ``epochs: None`` replaced by the dataset's default."""
     if cfg["epochs"] is None:
         cfg = {**cfg, "epochs": DEFAULT_EPOCHS[task][str(cfg["dataset"])]}
-    positive_int(cfg, "epochs")
     return cfg
 
 
@@ -178,8 +211,7 @@ def _fit(spec: RunSpec, cfg: dict[str, Any], model: torch.nn.Module, data: Datas
 
 def run_mlp(spec: RunSpec, device: torch.device) -> RunResult:
     start, cpu_start = time.perf_counter(), time.process_time()
-    cfg = resolve_config(spec, MLP_DEFAULTS)
-    positive_int(cfg, "batch")
+    cfg = resolve_config(spec, MLP_DEFAULTS, MLP_SCHEMA)
     data = load_task_data("mlp", cfg, MLP_DATASETS, device)
     cfg = resolve_epochs("mlp", cfg)
     seed_everything(spec.seed)
@@ -195,10 +227,7 @@ def run_mlp(spec: RunSpec, device: torch.device) -> RunResult:
 
 def run_cnn(spec: RunSpec, device: torch.device) -> RunResult:
     start, cpu_start = time.perf_counter(), time.process_time()
-    cfg = resolve_config(spec, CNN_DEFAULTS)
-    positive_int(cfg, "batch", "hidden")
-    if cfg["arch"] not in CNN_ARCHS:
-        raise ValueError(f"unknown cnn arch {cfg['arch']!r}; accepted: {', '.join(CNN_ARCHS)}")
+    cfg = resolve_config(spec, CNN_DEFAULTS, CNN_SCHEMA)
     data = load_task_data("cnn", cfg, CNN_DATASETS, device)
     cfg = resolve_epochs("cnn", cfg)
     seed_everything(spec.seed)
@@ -231,6 +260,7 @@ MLP_TASK = register_task(
         quick=QUICK,
         description="the article's MLP (in-256-128-classes), Adam, per-epoch curves",
         architecture="mlp",
+        check=check_mlp,
     )
 )
 
@@ -244,5 +274,6 @@ CNN_TASK = register_task(
         quick=CNN_QUICK,
         description="the article's CNN (conv32, conv64, pool, fc128), 2-D or 1-D inputs",
         architecture="cnn",
+        check=check_cnn,
     )
 )

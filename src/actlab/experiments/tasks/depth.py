@@ -21,11 +21,13 @@ import torch
 
 from actlab.experiments.base import STATUS_OK, RunResult, RunSpec, Task, register_task
 from actlab.experiments.models import DeepMLP
-from actlab.experiments.tasks._common import positive_int, resolve_config
+from actlab.experiments.tasks._common import check_config, choice, int_list, integer, resolve_config
 from actlab.experiments.tasks.classify import (
     DATA_KEYS,
+    DATA_SCHEMA,
     MLP_DATASETS,
     TRAIN_KEYS,
+    TRAIN_SCHEMA,
     _factor,
     load_task_data,
 )
@@ -40,15 +42,20 @@ DEFAULTS = {
     "init": "default",
 }
 QUICK = {"depths": [2, 8], "epochs": 2, "width": 32}
+SCHEMA = {**DATA_SCHEMA, **TRAIN_SCHEMA, "dataset": choice(*MLP_DATASETS), "depths": int_list(1),
+          "width": integer(1), "epochs": integer(1),
+          "init": choice("default", "kaiming", "xavier")}
+
+
+def check(cfg: dict) -> None:
+    """Raise ``ValueError`` for a ``depth`` configuration that cannot run."""
+    check_config("depth", cfg, SCHEMA)
 
 
 def run(spec: RunSpec, device: torch.device) -> RunResult:
     start = time.perf_counter()
-    cfg = resolve_config(spec, DEFAULTS)
-    positive_int(cfg, "epochs", "batch", "width")
+    cfg = resolve_config(spec, DEFAULTS, SCHEMA)
     depths = [int(d) for d in cfg["depths"]]
-    if not depths or min(depths) < 1:
-        raise ValueError(f"depths must be a non-empty list of integers >= 1, got {cfg['depths']}")
     data = load_task_data("depth", cfg, MLP_DATASETS, device)
     chance = 1.0 / data.num_classes
     table: dict[str, list] = {"depths": depths, "test_accuracy": [], "test_loss": [],
@@ -95,5 +102,6 @@ TASK = register_task(
         quick=QUICK,
         description="test accuracy against depth (2-30 hidden layers), as in the Mish paper",
         architecture="mlp",
+        check=check,
     )
 )

@@ -19,7 +19,7 @@ import time
 import torch
 
 from actlab.experiments.base import STATUS_OK, RunResult, RunSpec, Task, register_task
-from actlab.experiments.tasks._common import positive_int, resolve_config
+from actlab.experiments.tasks._common import check_config, choice, int_list, integer, resolve_config
 
 DEFAULTS = {
     "depths": [5, 10, 20, 50],
@@ -30,6 +30,19 @@ DEFAULTS = {
     "inner_seeds": 1,
 }
 QUICK = {"depths": [5, 20], "width": 32, "batch": 64}
+SCHEMA = {"depths": int_list(1), "metric_depth": integer(1), "width": integer(1),
+          "batch": integer(2), "init": choice("default", "kaiming", "gain", "critical"),
+          "inner_seeds": integer(1)}
+
+
+def check(cfg: dict) -> None:
+    """Raise ``ValueError`` for a ``gradflow`` configuration that cannot run."""
+    check_config("gradflow", cfg, SCHEMA)
+    if cfg["metric_depth"] not in cfg["depths"]:
+        raise ValueError(
+            f"task 'gradflow': setting metric_depth={cfg['metric_depth']} must be one of "
+            f"depths {list(cfg['depths'])}"
+        )
 
 
 UNDERFLOW_LOG10 = -324.0  # below float64's smallest subnormal (~4.9e-324)
@@ -47,12 +60,8 @@ def run(spec: RunSpec, device: torch.device) -> RunResult:
 
     start = time.perf_counter()
     cfg = resolve_config(spec, DEFAULTS)
-    positive_int(cfg, "width", "batch", "inner_seeds", "metric_depth")
+    check(cfg)
     depths = [int(d) for d in cfg["depths"]]
-    if not depths or min(depths) < 1:
-        raise ValueError(f"depths must be a non-empty list of integers >= 1, got {cfg['depths']}")
-    if cfg["metric_depth"] not in depths:
-        raise ValueError(f"metric_depth {cfg['metric_depth']} must be one of depths {depths}")
     seeds = [spec.seed * 1000 + i for i in range(int(cfg["inner_seeds"]))]
     table: dict[str, list] = {"depths": depths, "ratio": [], "log10_ratio": [],
                               "per_layer_factor": [], "grad_norm": []}
@@ -93,5 +102,6 @@ TASK = register_task(
         defaults=DEFAULTS,
         quick=QUICK,
         description="first/last-layer gradient norm ratio of a deep MLP at initialisation",
+        check=check,
     )
 )

@@ -20,13 +20,20 @@ from torch.utils import benchmark
 
 from actlab.experiments.base import STATUS_OK, RunResult, RunSpec, Task, register_task
 from actlab.experiments.models import FeedForward, count_params
-from actlab.experiments.tasks._common import positive_int, resolve_config
+from actlab.experiments.tasks._common import check_config, choice, integer, number, resolve_config
 from actlab.experiments.train import seed_everything
 
 DEFAULTS = {"batch": 8, "seq": 128, "d_model": 512, "d_ff": 2048, "dtype": "float32",
             "min_run_time": 0.3}
 QUICK = {"batch": 2, "seq": 16, "d_model": 64, "d_ff": 256, "min_run_time": 0.05}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+SCHEMA = {**{k: integer(1) for k in ("batch", "seq", "d_model", "d_ff")},
+          "dtype": choice(*DTYPES), "min_run_time": number(0.0, strict=True)}
+
+
+def check(cfg: dict) -> None:
+    """Raise ``ValueError`` for an ``ffn_timing`` configuration that cannot run."""
+    check_config("ffn_timing", cfg, SCHEMA)
 
 
 def _median_s(fn, min_run_time: float) -> tuple[float, float]:
@@ -39,10 +46,7 @@ def _median_s(fn, min_run_time: float) -> tuple[float, float]:
 
 def run(spec: RunSpec, device: torch.device) -> RunResult:
     start = time.perf_counter()
-    cfg = resolve_config(spec, DEFAULTS)
-    positive_int(cfg, "batch", "seq", "d_model", "d_ff")
-    if cfg["dtype"] not in DTYPES:
-        raise ValueError(f"unknown dtype {cfg['dtype']!r}; accepted: {', '.join(DTYPES)}")
+    cfg = resolve_config(spec, DEFAULTS, SCHEMA)
     dtype = DTYPES[cfg["dtype"]]
     seed_everything(spec.seed)
     ffn = FeedForward(int(cfg["d_model"]), int(cfg["d_ff"]), spec.activation).to(device, dtype)
@@ -91,5 +95,6 @@ TASK = register_task(
         defaults=DEFAULTS,
         quick=QUICK,
         description="forward and forward+backward time of the transformer FFN block",
+        check=check,
     )
 )

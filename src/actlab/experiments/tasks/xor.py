@@ -33,18 +33,30 @@ from actlab.experiments.base import (
 )
 from actlab.experiments.data import xor as xor_data
 from actlab.experiments.models import MLP, count_params
-from actlab.experiments.tasks._common import positive_int, resolve_config
+from actlab.experiments.tasks._common import (
+    DIVERGE_FACTOR,
+    check_config,
+    integer,
+    number,
+    resolve_config,
+)
 from actlab.experiments.train import DivergenceWatch, make_optimizer, seed_everything
 
 DEFAULTS = {"hidden": 8, "lr": 0.05, "steps": 800, "grid": 41, "diverge_factor": 1e3}
 QUICK = {"steps": 300, "grid": 21}
+SCHEMA = {"hidden": integer(1), "lr": number(0.0, strict=True), "steps": integer(1),
+          "grid": integer(2), "diverge_factor": DIVERGE_FACTOR}
+
+
+def check(cfg: dict) -> None:
+    """Raise ``ValueError`` for an ``xor`` configuration that cannot run."""
+    check_config("xor", cfg, SCHEMA)
 LIMITS = (-0.5, 1.5)
 
 
 def run(spec: RunSpec, device: torch.device) -> RunResult:
     start = time.perf_counter()
-    cfg = resolve_config(spec, DEFAULTS)
-    positive_int(cfg, "hidden", "steps", "grid")
+    cfg = resolve_config(spec, DEFAULTS, SCHEMA)
     seed_everything(spec.seed)
     data = xor_data().to(device)
     model = MLP(2, (cfg["hidden"],), 1, spec.activation).to(device)
@@ -107,5 +119,6 @@ TASK = register_task(
         defaults=DEFAULTS,
         quick=QUICK,
         description="the article's XOR points, 2-8-1 network: linear fails, non-linear solves",
+        check=check,
     )
 )
