@@ -731,6 +731,19 @@ def _answer(
         verdict = "not tested"
         text = (f"The framework's answer ({fw_rule}) was not run on {where}: the study can "
                 "neither confirm nor contradict it.")
+    elif beaten_on:  # the framework's choice is significantly worse somewhere
+        verdict = "differs"
+        cites = []
+        for c in beaten_on:
+            r = rows[(rows["setting"] == c.setting) & (rows["activation"] == fw)].iloc[0]
+            cites.append(f"{c.best} beats {fw} on {c.setting} (mean difference "
+                         f"{r['mean_diff']:.3g}, Holm-adjusted p={r['p_holm']:.2g}, "
+                         f"n={int(r['n_pairs'])} paired seeds)")
+        text = (f"Differs from the framework ({fw_rule}): " + "; ".join(cites) + ".")
+        others = [c.setting for c in ranked if c not in beaten_on]
+        if others:
+            text += (f" On {', '.join(others)} the study cannot tell {fw} from the best or "
+                     "finds it best.")
     elif answer == fw and confidence == "clear":
         verdict = "agrees"
         text = (f"Agrees with the framework ({fw_rule}): {fw} is significantly better than "
@@ -741,19 +754,10 @@ def _answer(
         text = (f"Agrees with the framework ({fw_rule}): {lead}the study cannot separate "
                 f"{fw} from the best on {where} (paired t-tests over seeds), so the "
                 "framework's choice stands.")
-    elif beaten_on:
+    else:  # the framework's choice was run, is not significantly worse, yet not the answer
         verdict = "differs"
-        cites = []
-        for c in beaten_on:
-            r = rows[(rows["setting"] == c.setting) & (rows["activation"] == fw)].iloc[0]
-            cites.append(f"{c.best} beats {fw} on {c.setting} (mean difference "
-                         f"{r['mean_diff']:.3g}, Holm-adjusted p={r['p_holm']:.2g}, "
-                         f"n={int(r['n_pairs'])} paired seeds)")
-        text = (f"Differs from the framework ({fw_rule}): " + "; ".join(cites) + ".")
-    else:
-        verdict = "differs" if answer != fw else "agrees"
         text = (f"The framework says {fw_rule}; on {where} the evidence points to {answer} "
-                f"({confidence}).")
+                f"({confidence}), without a significant difference from {fw}.")
     times = [_ratio(per_setting[c.setting]["time"], answer) for c in ranked]
     kinds = {c.time_kind for c in ranked}
     kind = kinds.pop() if len(kinds) == 1 else "time"

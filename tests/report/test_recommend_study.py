@@ -149,6 +149,18 @@ def test_answers_stay_within_their_architecture(tmp_path: Path) -> None:
         "mlp/digits": "mlp", "cnn/digits": "cnn", "xor": None}
 
 
+def test_settings_that_disagree_give_a_mixed_answer(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite"
+    _write(db, "mlp/digits", CLEAR)  # gelu clearly best
+    _write(db, "mlp/mnist1d", {"relu": CLEAR["gelu"], "gelu": CLEAR["relu"],
+                               "tanh": CLEAR["tanh"]})  # relu clearly best
+    (a,) = recommend_from_study(db, audit=False).answers
+    assert a.settings == ("mlp/digits", "mlp/mnist1d") and a.confidence == "mixed"
+    assert a.answer in {"relu", "gelu"} and "disagree" in a.confidence_text
+    assert a.verdict == "differs" and "gelu beats relu on mlp/digits" in a.framework_text
+    assert "On mlp/mnist1d the study cannot tell relu from the best" in a.framework_text
+
+
 def test_framework_not_tested_and_transformer_cost(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite"
     _write(db, "char_lm", {"swiglu": [1.50, 1.51, 1.49, 1.50], "relu": [1.60, 1.62, 1.61, 1.60]},
