@@ -245,3 +245,46 @@ def test_kernels_are_generated_for_the_current_thread_count(monkeypatch, forget_
     act = actlab.get("gaussian")
     torch.testing.assert_close(act.fast(torch.linspace(-2, 2, 9)), act(torch.linspace(-2, 2, 9)))
     assert seen == [torch.get_num_threads()]
+
+
+# star_relu compiles in ~5 s; the others take 10-30 s on 2 cores (dyt: per-channel reductions)
+@pytest.mark.parametrize("name", ["star_relu", pytest.param("dyt", marks=pytest.mark.slow),
+                                  pytest.param("pau", marks=pytest.mark.slow),
+                                  pytest.param("xielu", marks=pytest.mark.slow)])
+def test_compiled_learned_parameters_match_the_eager_module(name):
+    """Learned (and per-channel) parameters through the compiled kernels: the same values
+    and gradients as the memory-efficient module, float32, from the analytic partials."""
+    act = actlab.get(name)
+    gen = torch.Generator().manual_seed(4)
+    x = 3.0 * torch.randn(64, 48, generator=gen)
+    g = torch.randn(64, 48, generator=gen)
+    fast_m, ref_m = act.module(fast=True, channels=48), act.module(channels=48)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = fast_m(xa), ref_m(xb)
+    assert fast_m.compiled(x)
+    torch.testing.assert_close(ya, yb, rtol=1e-5, atol=1e-6)
+    ya.backward(g)
+    yb.backward(g)
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-6)
+    for (n, pa), (_, pb) in zip(fast_m.named_parameters(), ref_m.named_parameters(), strict=True):
+        scale = pb.grad.abs().max().clamp(min=1.0)
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-4, atol=1e-5 * scale.item(), msg=n)
+
+
+@pytest.mark.parametrize("name", ["xielu", "dyt"])
+def test_float32_forms_of_parameter_partials(name, eager):
+    """xielu and dyt have cheaper float32 forms of their parameter partials too: the fast
+    module's float32 parameter gradients agree with the float64 memory-efficient module."""
+    act = actlab.get(name)
+    gen = torch.Generator().manual_seed(6)
+    x = 3.0 * torch.randn(64, 48, generator=gen)
+    g = torch.randn(64, 48, generator=gen)
+    m32, m64 = act.module(fast=True, channels=48), act.module(channels=48).double()
+    m32(x).backward(g)
+    m64(x.double()).backward(g.double())
+    parts = m64.current().param_derivative(x.double())
+    for (n, p32), (_, p64) in zip(m32.named_parameters(), m64.named_parameters(), strict=True):
+        # a float32 sum of 3072 terms that cancel: its rounding is ~eps sqrt(n) sum |terms|
+        scale = (g.double() * parts[n]).abs().sum().item()
+        torch.testing.assert_close(p32.grad.double(), p64.grad, rtol=1e-5, atol=1e-6 * scale,
+                                   msg=n)

@@ -38,6 +38,16 @@ NON_DEFAULT: list[tuple[str, dict[str, float]]] = [
     ("threshold", {"threshold": 0.5, "value": -1.0}),
     ("softshrink", {"lambd": 1.0}),
     ("hardshrink", {"lambd": 0.25}),
+    # the recent learnable ones away from their initial values
+    ("xielu", {"a_p": 1.0, "a_n": 0.0, "beta": 0.25, "eps": 0.0}),
+    ("star_relu", {"s": 1.0, "b": 0.0}),  # the MetaFormer code's defaults
+    # PAU initialised to leaky ReLU with slope 0.1 (rational_activations' version A 5/4 fit,
+    # github.com/ml-research/rational_activations, rational/rationals_config.json)
+    ("pau", {"a0": 0.028001623256966722, "a1": 0.6356606448768645, "a2": 1.9230178392192485,
+             "a3": 2.96752700768763, "a4": 1.1911336843997844, "a5": 0.23922607056505849,
+             "b1": -0.7802079437303349, "b2": 4.278190623059944, "b3": 0.5865922075979962,
+             "b4": 0.33447021316466974}),
+    ("dyt", {"alpha": 2.0, "gamma": 0.5, "beta": 0.1}),
 ]
 
 CASES: list[tuple[str, dict[str, float]]] = [(n, {}) for n in BUILTINS] + NON_DEFAULT

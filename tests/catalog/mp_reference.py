@@ -45,6 +45,20 @@ def elu(x, alpha):
     return x if x > 0 else alpha * mp.expm1(x)
 
 
+def xielu(x, a_p, a_n, beta, eps):
+    # Huang & Schlag 2024, with the reference code's parametrisation of alpha_p, alpha_n
+    if x > 0:
+        return softplus(a_p) * x * x + beta * x
+    return (beta + softplus(a_n)) * (mp.expm1(min(x, eps)) - x) + beta * x
+
+
+def pau(x, a0, a1, a2, a3, a4, a5, b1, b2, b3, b4):
+    # Molina et al. 2020, "safe" PAU: P(x) / (1 + |b1 x| + |b2 x^2| + |b3 x^3| + |b4 x^4|)
+    num = a0 + a1 * x + a2 * x**2 + a3 * x**3 + a4 * x**4 + a5 * x**5
+    den = 1 + abs(b1 * x) + abs(b2 * x**2) + abs(b3 * x**3) + abs(b4 * x**4)
+    return num / den
+
+
 def clamp(x, lo, hi):
     return min(max(x, lo), hi)
 
@@ -93,6 +107,10 @@ REF: dict[str, Callable[..., mp.mpf]] = {
     "gaussian": lambda x: mp.exp(-x * x),
     "sine": lambda x, w0: mp.sin(w0 * x),
     "snake": lambda x, alpha: x + mp.sin(alpha * x) ** 2 / alpha,
+    "xielu": xielu,
+    "star_relu": lambda x, s, b: s * max(x, 0) ** 2 + b,
+    "pau": pau,
+    "dyt": lambda x, alpha, gamma, beta: gamma * mp.tanh(alpha * x) + beta,
 }
 
 #: GLU family (Shazeer 2020): f(a, b) = a g(b); the gate function g of each

@@ -198,6 +198,7 @@ def test_module_gradcheck_float64(case):
     x = torch.stack([x, gate], dim=-1)[keep] if act.gated else x[keep]  # gated: (N, 2) = a, b
     x.requires_grad_(True)
     module = act.module().double()
+    module(x.detach())  # a lazy module sizes its per-channel parameters from this input
     names = [n for n, _ in module.named_parameters()]
     assert sorted(names) == sorted(act.learn)
     params = tuple(p.detach().clone().requires_grad_(True) for _, p in module.named_parameters())

@@ -16,7 +16,7 @@ NATIVE = [pytest.param(c, id=case_id(c)) for c in CASES if get(c).native_fn is n
 WITHOUT_NATIVE = {
     "arctan", "bent_identity", "bilinear", "elish", "gaussian", "geglu", "identity", "isrlu",
     "isru", "lisht", "quick_gelu", "reglu", "serf", "sine", "smelu", "snake", "squared_relu",
-    "swiglu", "tanhexp",
+    "swiglu", "tanhexp", "xielu", "star_relu", "pau", "dyt",
 }
 
 

@@ -21,6 +21,8 @@ REQUIRED = {
     # others with a published reference
     "squared_relu", "serf", "tanhexp", "smelu", "snake", "lisht", "bent_identity", "isru",
     "isrlu", "gaussian", "sine",
+    # recent and learnable (issue 15)
+    "xielu", "star_relu", "pau", "dyt",
 }
 
 

@@ -20,7 +20,8 @@ from actlab.experiments.models import (
     count_params,
 )
 
-ACTS = ["relu", "swiglu", "formula:x * tanh(softplus(x))", actlab.get("leaky_relu", alpha=0.2)]
+ACTS = ["relu", "swiglu", "formula:x * tanh(softplus(x))", actlab.get("leaky_relu", alpha=0.2),
+        "dyt"]
 
 
 @pytest.mark.parametrize("act", ACTS, ids=str)
@@ -199,3 +200,17 @@ def test_cnn_channels_last_computes_the_nchw_model(act):
     for (name, a), b in zip(fast.named_parameters(), plain.parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-5), name
     assert not CNN((1, 40), 10, act).channels_last  # 1-D signals keep their layout
+
+
+def test_per_channel_parameters_follow_the_channels():
+    """DyT's gamma and beta: one per feature in an MLP, one per feature map in a CNN
+    (ChannelActivation runs channels last), sized at the first call."""
+    mlp = MLP(64, (32, 16), 10, "dyt")
+    cnn = CNN((1, 8, 8), 10, "dyt", channels=(6, 12), hidden=20)
+    mlp(torch.randn(3, 64))
+    cnn(torch.randn(2, 1, 8, 8))
+    assert [a.gamma.shape[0] for a in mlp.acts] == [32, 16]
+    convs = [m.act for m in cnn.features if isinstance(m, ChannelActivation)]
+    assert [a.beta.shape[0] for a in convs] == [6, 12] and cnn.fc_act.gamma.shape == (20,)
+    assert count_params(mlp) == 64 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10 + (1 + 2 * 32) + (
+        1 + 2 * 16)

@@ -246,3 +246,20 @@ def test_seeds_needed_at_the_level_holm_tests_each_comparison():
     assert not ident["distinguishable"] and ident["seeds_alpha"] == pytest.approx(0.05 / 8)
     assert ident["seeds_needed"] == seeds_needed(ident["effect_size"], 0.05 / 8)
     assert ident["seeds_needed"] > seeds_needed(ident["effect_size"])
+
+
+def test_statements_by_task_id_with_several_settings():
+    grid = pd.concat([
+        _frame({"relu": [0.9, 0.92], "tanh": [0.8, 0.85]}, config={"epochs": None}, chash="h1"),
+        _frame({"relu": [0.7, 0.72], "tanh": [0.8, 0.83]}, config={"epochs": 2}, chash="h2"),
+        _frame({"relu": [1.0, 1.0], "tanh": [1.0, 1.0]}, task="xor", dataset=None, chash="x"),
+    ], ignore_index=True)
+    texts = statements(summarize(grid))
+    # None is the task's own default, and reads so (not "epochs=None")
+    assert set(texts) == {"mlp/digits epochs=default", "mlp/digits epochs=2", "xor"}
+    assert "on xor" in texts["xor"]  # a task with one setting: its id is the setting
+    with pytest.raises(KeyError, match="mlp/digits has 2 settings in this table"):
+        texts["mlp/digits"]
+    assert texts["mlp/digits epochs=2"].startswith("tanh")
+    with pytest.raises(KeyError, match="no setting 'cnn/digits'"):
+        texts["cnn/digits"]

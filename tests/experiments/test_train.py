@@ -155,3 +155,19 @@ def test_fit_lm_beats_the_uniform_predictor():
     assert res.metrics["val_loss"] < math.log(text.vocab_size) - 0.5
     assert res.metrics["val_bpc"] == pytest.approx(res.metrics["val_loss"] / math.log(2))
     assert res.steps == 60
+
+
+@pytest.mark.parametrize("name", ["xielu", "star_relu", "pau", "dyt"])
+def test_learnable_activations_train_and_learn_their_parameters(name, small_digits):
+    """The recent learnable activations train like any other, and their parameters move."""
+    import actlab
+
+    torch.manual_seed(0)
+    model = MLP(small_digits.in_features, (32,), 10, name)
+    model(small_digits.x_train[:2])  # a lazy (per-channel) activation sizes its parameters first
+    before = {n: p.detach().clone() for n, p in model.acts[0].named_parameters()}
+    res = fit_classifier(model, small_digits, epochs=3, lr=3e-3, seed=0)
+    assert res.status == "ok" and res.metrics["test_accuracy"] > 0.8
+    after = dict(model.acts[0].named_parameters())
+    assert set(before) == set(actlab.get(name).learn)
+    assert all(not torch.equal(before[n], after[n].detach()) for n in before)

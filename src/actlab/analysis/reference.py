@@ -74,6 +74,12 @@ REFERENCE_FORMULAS: dict[str, str] = {
     "gaussian": "exp(-x**2)",
     "sine": "sin(w0 * x)",
     "snake": "x + sin(alpha * x)**2 / alpha",
+    "xielu": "where(x > 0, log1p(exp(a_p)) * x**2 + beta * x, "
+    "(beta + log1p(exp(a_n))) * (expm1(min(x, eps)) - x) + beta * x)",
+    "star_relu": "s * max(x, 0)**2 + b",
+    "pau": "(a0 + a1 * x + a2 * x**2 + a3 * x**3 + a4 * x**4 + a5 * x**5) / (1 + abs(b1 * x) "
+    "+ abs(b2 * x**2) + abs(b3 * x**3) + abs(b4 * x**4))",
+    "dyt": "gamma * tanh(alpha * x) + beta",
     "glu": "a / (1 + exp(-b))",
     "reglu": "a * max(b, 0)",
     "geglu": "a * b / 2 * erfc(-b / sqrt(2))",

@@ -46,6 +46,9 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.f
 # last dimension of gated inputs: 2 x 4096, an LLM FFN's hidden width (with 2 x 512,
 # 4 KiB rows, loads and stores alias in the L1 and even native F.glu runs 1.7x slower)
 GATED_WIDTH = 8192
+# last dimension of inputs to activations with learned per-channel parameters (DyT's
+# gamma and beta): a transformer's model width
+CHANNEL_WIDTH = 4096
 
 
 @dataclass
@@ -179,7 +182,13 @@ def _input(act: Activation, size: int, dtype: torch.dtype, device: torch.device,
         if size % 2:
             raise ValueError(f"{act.name} is gated and needs an even size, got {size}")
         x = x.view(-1, math.gcd(size, GATED_WIDTH))
+    elif _per_channel(act):
+        x = x.view(-1, math.gcd(size, CHANNEL_WIDTH))
     return x
+
+
+def _per_channel(act: Activation) -> bool:
+    return any(n in act.spec.per_channel for n in act.learn)
 
 
 def _composite(act: Activation) -> Callable[[Tensor], Tensor]:
@@ -211,9 +220,10 @@ def bench_activation(
     dev = torch.device(device)
     x = _input(act, size, dtype, dev, seed)
     flat = x.reshape(-1)
-    fast = FastActivationModule(act).to(dev)
+    channels = x.shape[-1]  # sizes per-channel parameters; ignored by the others
+    fast = FastActivationModule(act, channels).to(dev)
     native = act.native_fn
-    eager_m = act.module().to(dev)
+    eager_m = act.module(channels=channels).to(dev)
     composite = _composite(act)
     nan = float("nan")
 
@@ -246,7 +256,8 @@ def bench_activation(
             fns["fb_composite"] = fwd_bwd(composite)
     t = measure(fns, min_run_time=min_run_time, rounds=rounds, clock=clock)
     # a small tensor of its own: a view would count its base's whole storage
-    probe = (x[: min(len(x), 16)] if act.gated else flat[:4096]).detach().clone()
+    rows = act.gated or _per_channel(act)
+    probe = (x[: min(len(x), 16)] if rows else flat[:4096]).detach().clone()
     return KernelRow(
         name=act.name if act.spec.source is None else f"formula:{act.spec.source}",
         native=act.native,

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import is_lazy
 
 from actlab.catalog.spec import ActivationSpec
 
@@ -239,18 +241,81 @@ class Activation:
             g = self._derivative(_upcast(t), self._params).to(t.dtype)
         return g.numpy() if was_numpy else g
 
-    def module(self, fast: bool = False) -> nn.Module:
+    def _param_derivative(
+        self, x: Tensor, params: Mapping[str, Any], names: Iterable[str]
+    ) -> dict[str, Any]:
+        """``{name: df/dparam}`` element-wise (broadcastable to f(x)), in compute precision.
+
+        From the spec's analytic ``param_derivative``, or else by autograd of the forward
+        with each parameter expanded to the output's shape (one value per element).
+        """
+        names = tuple(names)
+        fn = self.spec.param_derivative
+        if fn is not None:
+            if self.spec.gated:
+                self._check_gated(x)
+                a, b = x.chunk(2, dim=-1)
+                parts = fn(a, b, **params)
+            else:
+                parts = fn(x, **params)
+            return {n: parts[n] for n in names}
+        out: dict[str, Any] = {}
+        with torch.enable_grad():
+            xd = x.detach()
+            shape = self._forward(xd, params).shape
+            for n in names:
+                value = torch.as_tensor(params[n], dtype=x.dtype, device=x.device)
+                leaf = value.detach().expand(shape).clone().requires_grad_(True)
+                y = self._forward(xd, {**params, n: leaf})
+                (g,) = torch.autograd.grad(y, leaf, torch.ones_like(y), allow_unused=True)
+                out[n] = torch.zeros_like(leaf) if g is None else g.detach()
+        return out
+
+    def param_derivative(self, x: Any) -> dict[str, Any]:
+        """Partial derivatives of f with respect to each learnable parameter, element-wise.
+
+        ``{name: df/dparam}``, each of f(x)'s shape (analytic where the spec gives them,
+        else exact autograd); NumPy in, NumPy out. A per-channel parameter is evaluated
+        at its scalar value: the derivative with respect to the channel's own value.
+
+        Example:
+            >>> d = actlab.get("star_relu").param_derivative(torch.tensor([-1.0, 2.0]))
+            >>> d["s"], d["b"]
+            (tensor([0., 4.]), tensor([1., 1.]))
+        """
+        t, was_numpy = _as_tensor(x)
+        xc = _upcast(t)
+        with torch.no_grad():
+            shape = self._forward(xc, self._params).shape
+            parts = self._param_derivative(xc, self._params, self.spec.learnable)
+        out = {}
+        for n, d in parts.items():
+            full = torch.as_tensor(d, dtype=xc.dtype, device=xc.device).expand(shape)
+            full = full.to(t.dtype).clone()
+            out[n] = full.numpy() if was_numpy else full
+        return out
+
+    def module(self, fast: bool = False, channels: int | None = None) -> nn.Module:
         """A ``torch.nn.Module`` computing this activation.
 
         Its backward is a custom ``autograd.Function`` that saves only the input and
         recomputes f'(x) from it; learnable parameters are ``nn.Parameter`` s.
         ``fast=True`` compiles forward and derivative (see :mod:`actlab.catalog.fast`).
-        """
-        if fast:
-            from actlab.catalog.fast import FastActivationModule
 
-            return FastActivationModule(self)
-        return ActivationModule(self)
+        ``channels``: the number of channels of per-channel parameters (the spec's
+        ``per_channel``, e.g. DyT's gamma and beta on the last dimension). Without it,
+        such a module is lazy (:class:`torch.nn.modules.lazy.LazyModuleMixin`): its
+        per-channel parameters take their size from the first input, so it can replace
+        an activation in any model; run one batch through the model before creating
+        its optimizer (or pass ``channels``). Ignored by activations without
+        per-channel parameters.
+        """
+        lazy = channels is None and any(n in self.spec.per_channel for n in self.learn)
+        if fast:
+            from actlab.catalog.fast import FastActivationModule, LazyFastActivationModule
+
+            return (LazyFastActivationModule if lazy else FastActivationModule)(self, channels)
+        return (LazyActivationModule if lazy else ActivationModule)(self, channels)
 
     def fast(self, x: Tensor) -> Tensor:
         """f(x) through the compiled fast path (falls back to eager silently)."""
@@ -259,13 +324,55 @@ class Activation:
         return fast_call(self, x)
 
 
+def _channel_view(x: Tensor, p: Tensor, dim: int) -> Tensor:
+    """A per-channel parameter ``(C,)`` shaped to broadcast along dimension ``dim`` of x."""
+    if p.dim() == 0:
+        return p
+    shape = [1] * x.dim()
+    shape[dim] = p.shape[0]
+    return p.view(shape)
+
+
+def bind_params(
+    act: Activation, names: tuple[str, ...], learned: Iterable[Tensor], x: Tensor
+) -> dict[str, Any]:
+    """The activation's parameters with learned tensors in place of ``names``
+    (per-channel ones shaped to broadcast along their dimension of ``x``)."""
+    params: dict[str, Any] = dict(act._params)
+    per = act.spec.per_channel
+    for n, p in zip(names, learned, strict=True):
+        params[n] = _channel_view(x, p, per[n]) if n in per else p
+    return params
+
+
+def reduce_param_grads(
+    act: Activation,
+    x: Tensor,
+    grad_out: Tensor,
+    params: Mapping[str, Any],
+    names: tuple[str, ...],
+    learned: list[Tensor],
+    wanted: list[int],
+) -> dict[int, Tensor]:
+    """Gradients of the learned parameters ``wanted`` (indices into ``names``) from the
+    spec's analytic element-wise partials: ``sum(grad_out * df/dp)`` over the elements
+    each parameter value acts on."""
+    parts = act._param_derivative(x, params, [names[i] for i in wanted])
+    g = grad_out.to(x.dtype)
+    out = {}
+    for i in wanted:
+        shape = params[names[i]].shape if isinstance(params[names[i]], Tensor) else ()
+        total = (g * parts[names[i]]).sum_to_size(shape)
+        out[i] = total.reshape(learned[i].shape).to(learned[i].dtype)
+    return out
+
+
 class _MemoryEfficientFn(torch.autograd.Function):
     """Forward saves only x (and learned parameters); backward recomputes f'(x)."""
 
     @staticmethod
     def forward(ctx: Any, act: Activation, names: tuple[str, ...], x: Tensor, *learned: Tensor):
-        params: dict[str, Any] = dict(act._params)
-        params.update(zip(names, learned, strict=True))
+        params = bind_params(act, names, learned, x)
         ctx.act, ctx.names = act, names
         ctx.save_for_backward(x, *learned)
         with torch.no_grad():
@@ -275,8 +382,7 @@ class _MemoryEfficientFn(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor):
         x, *learned = ctx.saved_tensors
         act: Activation = ctx.act
-        params: dict[str, Any] = dict(act._params)
-        params.update(zip(ctx.names, learned, strict=True))
+        params = bind_params(act, ctx.names, learned, x)
         grad_x = None
         xc = _upcast(x)
         if ctx.needs_input_grad[2]:
@@ -286,12 +392,17 @@ class _MemoryEfficientFn(torch.autograd.Function):
             grad_x = g * d
         grads_p: list[Tensor | None] = [None] * len(learned)
         wanted = [i for i, _ in enumerate(learned) if ctx.needs_input_grad[3 + i]]
-        if wanted:
+        if wanted and act.spec.param_derivative is not None:
+            # analytic: the spec's element-wise partials, reduced over each value's elements
+            with torch.no_grad():
+                got = reduce_param_grads(act, xc, grad_out, params, ctx.names, learned, wanted)
+            for i, g in got.items():
+                grads_p[i] = g
+        elif wanted:
             # parameter gradients: recompute f from the saved input with autograd
             with torch.enable_grad():
                 leaves = [p.detach().requires_grad_(True) for p in learned]
-                p2 = dict(act._params)
-                p2.update(zip(ctx.names, leaves, strict=True))
+                p2 = bind_params(act, ctx.names, leaves, xc)
                 y = act._forward(xc.detach(), p2)
                 got = torch.autograd.grad(
                     y, [leaves[i] for i in wanted], grad_out.to(y.dtype), allow_unused=True
@@ -301,38 +412,137 @@ class _MemoryEfficientFn(torch.autograd.Function):
         return (None, None, grad_x, *grads_p)
 
 
+def _check_channels(channels: Any) -> int | None:
+    if channels is None:
+        return None
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"channels must be a positive integer or None, got {channels!r}")
+    return channels
+
+
 class ActivationModule(nn.Module):
     """``nn.Module`` wrapper of an :class:`Activation` with a memory-efficient backward.
 
     Shape: ``(*, H)`` -> ``(*, H)``; gated activations: ``(*, 2H)`` -> ``(*, H)``.
+    Learned per-channel parameters (the spec's ``per_channel``) have shape ``(C,)`` and
+    act along their input dimension, whose size must be ``C``.
+
+    Args:
+        act: the activation.
+        channels: ``C`` for per-channel parameters (see :meth:`Activation.module`).
 
     Example:
         >>> m = actlab.get("silu", learn=["beta"]).module()
         >>> m(torch.randn(4, 8)).shape
         torch.Size([4, 8])
+        >>> actlab.get("dyt").module(channels=8).gamma.shape
+        torch.Size([8])
     """
 
-    def __init__(self, act: Activation) -> None:
+    def __init__(self, act: Activation, channels: int | None = None) -> None:
         super().__init__()
         self.act = act
         self._learned = tuple(act.learn)
+        self._channel_dims = {n: d for n, d in act.spec.per_channel.items() if n in self._learned}
+        self.channels = _check_channels(channels)
+        dtype = torch.get_default_dtype()
         for name in self._learned:
-            self.register_parameter(
-                name, nn.Parameter(torch.tensor(act.params[name], dtype=torch.get_default_dtype()))
+            value = act.params[name]
+            param: nn.Parameter
+            if name not in self._channel_dims:
+                param = nn.Parameter(torch.tensor(value, dtype=dtype))
+            elif self.channels is None:
+                param = nn.UninitializedParameter(dtype=dtype)
+            else:
+                param = nn.Parameter(torch.full((self.channels,), value, dtype=dtype))
+            self.register_parameter(name, param)
+
+    def _channels_of(self, x: Tensor, name: str) -> int:
+        """The size of ``x`` along ``name``'s channel dimension (``ValueError`` if none)."""
+        dim = self._channel_dims[name]
+        if not -x.dim() <= dim < x.dim():
+            raise ValueError(
+                f"{self.act.name}'s parameter {name} has one value per channel along "
+                f"dimension {dim}, but the input has shape {tuple(x.shape)}"
             )
+        return int(x.shape[dim])
+
+    def initialize_parameters(self, x: Tensor) -> None:
+        """Give uninitialized (lazy) per-channel parameters the channel count of ``x``,
+        each channel at the activation's value (called at a lazy module's first call)."""
+        for name in self._channel_dims:
+            p = getattr(self, name)
+            if is_lazy(p):
+                c = self._channels_of(x, name)
+                with torch.no_grad():
+                    p.materialize((c,))
+                    p.fill_(self.act.params[name])
+                self.channels = c
+
+    def _learned_tensors(self, x: Tensor) -> list[Tensor]:
+        """The learned parameters, per-channel ones checked against ``x``'s channels."""
+        if self._channel_dims and any(is_lazy(getattr(self, n)) for n in self._channel_dims):
+            self.initialize_parameters(x)  # built directly, not by Activation.module()
+        for name in self._channel_dims:
+            p = getattr(self, name)
+            c = self._channels_of(x, name)
+            if not is_lazy(p) and p.shape[0] != c:
+                raise ValueError(
+                    f"{self.act.name}'s parameter {name} has {p.shape[0]} channels on "
+                    f"dimension {self._channel_dims[name]}, but the input has {c} there "
+                    f"(shape {tuple(x.shape)})"
+                )
+        return [getattr(self, n) for n in self._learned]
 
     def forward(self, x: Tensor) -> Tensor:
-        learned = [getattr(self, n) for n in self._learned]
+        learned = self._learned_tensors(x)
         return _MemoryEfficientFn.apply(self.act, self._learned, x, *learned)
 
     def current(self) -> Activation:
-        """The activation with learned parameters at their current values."""
-        values = {n: float(getattr(self, n).detach()) for n in self._learned}
+        """The activation with learned parameters at their current values.
+
+        A per-channel parameter counts when all its channels hold one value (before the
+        first call of a lazy module: its initial value); otherwise ``ValueError``.
+        """
+        values = {}
+        for n in self._learned:
+            p = getattr(self, n)
+            if is_lazy(p):
+                continue
+            flat = p.detach().reshape(-1)
+            if not bool((flat == flat[0]).all()):
+                raise ValueError(
+                    f"{self.act.name}'s parameter {n} differs across its {flat.numel()} "
+                    f"channels, and an Activation holds one value per parameter; read "
+                    f"the module's {n} for the per-channel values"
+                )
+            values[n] = float(flat[0])
         return self.act.with_params(**values)
 
     def extra_repr(self) -> str:
         params = self.act.params
         fixed = ", ".join(f"{k}={v:g}" for k, v in params.items() if k not in self._learned)
-        learned = ", ".join(f"{k}=learned" for k in self._learned)
+        learned = ", ".join(
+            f"{k}=learned per channel" if k in self._channel_dims else f"{k}=learned"
+            for k in self._learned
+        )
         inner = ", ".join(s for s in (fixed, learned) if s)
+        if self._channel_dims and self.channels is not None:
+            inner += f", channels={self.channels}"
         return f"{self.act.name}{', ' if inner else ''}{inner}"
+
+
+class LazyActivationModule(LazyModuleMixin, ActivationModule):
+    """An :class:`ActivationModule` whose per-channel parameters take their channel count
+    from the first input (``torch.nn.LazyLinear``'s pattern); it then becomes an
+    :class:`ActivationModule`.
+
+    Example:
+        >>> m = actlab.get("dyt").module()  # lazy: gamma and beta not sized yet
+        >>> m(torch.randn(2, 16)).shape, m.gamma.shape
+        (torch.Size([2, 16]), torch.Size([16]))
+    """
+
+    cls_to_become = ActivationModule
+    # the mixin's initialize_parameters is a placeholder that raises
+    initialize_parameters = ActivationModule.initialize_parameters

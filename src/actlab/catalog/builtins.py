@@ -590,3 +590,239 @@ spec(
     forward=lambda a, b: a * b,
     derivative=lambda a, b: (b.clone(), a.clone()),
 )
+
+# ----------------------------------------------------------------------------- recent, learnable
+# Each gives the analytic partial derivatives of f with respect to its learnable
+# parameters (``param_derivative``): the memory-efficient and fast backwards use them.
+
+
+def _as_param(v: float | Tensor, x: Tensor) -> Tensor:
+    """A parameter as a tensor next to x (a learned one is already a tensor)."""
+    return v if isinstance(v, Tensor) else torch.tensor(v, dtype=x.dtype, device=x.device)
+
+
+def _sign(v: float | Tensor) -> float | Tensor:
+    return torch.sign(v) if isinstance(v, Tensor) else float((v > 0) - (v < 0))
+
+
+def _softplus_inverse(y: float) -> float:
+    """The a with softplus(a) = y > 0: log(expm1(y)), without cancellation."""
+    return y + math.log(-math.expm1(-y))
+
+
+XIELU_ALPHA_P = 0.8
+XIELU_ALPHA_N = 0.8
+XIELU_BETA = 0.5
+XIELU_EPS = -1e-6
+
+
+def _xielu_alphas(x: Tensor, a_p, a_n, beta) -> tuple[Tensor, Tensor]:
+    """``(alpha_p, alpha_n) = (softplus(a_p), beta + softplus(a_n))``."""
+    return F.softplus(_as_param(a_p, x)), beta + F.softplus(_as_param(a_n, x))
+
+
+def _xielu_neg(x: Tensor, eps) -> Tensor:
+    """expm1(min(x, eps)) - x, finite for every x.
+
+    It cancels for small |x| (~x^2 / 2 from two terms ~x), but its absolute error stays
+    ~eps |x|, and f = beta x + alpha_n (this) is ~beta x there: f keeps full relative
+    accuracy in every dtype (checked against mpmath and float64).
+    """
+    return torch.expm1(x.clamp(max=eps)) - x
+
+
+def _xielu(x: Tensor, a_p, a_n, beta, eps) -> Tensor:
+    alpha_p, alpha_n = _xielu_alphas(x, a_p, a_n, beta)
+    xp = x.clamp(min=0.0)
+    return beta * x + torch.where(x > 0, alpha_p * xp * xp, alpha_n * _xielu_neg(x, eps))
+
+
+def _xielu_prime(x: Tensor, a_p, a_n, beta, eps) -> Tensor:
+    alpha_p, alpha_n = _xielu_alphas(x, a_p, a_n, beta)
+    # x <= eps: alpha_n (e^x - 1) + beta; eps < x <= 0: min(x, eps) = eps is constant
+    neg = torch.where(x <= eps, alpha_n * torch.expm1(x.clamp(max=eps)), -alpha_n)
+    return beta + torch.where(x > 0, 2.0 * alpha_p * x.clamp(min=0.0), neg)
+
+
+def _xielu_params(x: Tensor, a_p, a_n, beta, eps) -> dict[str, Tensor]:
+    pos = x > 0
+    xp = x.clamp(min=0.0)
+    zero = torch.zeros_like(x)
+    return {
+        "a_p": torch.where(pos, xp * xp * torch.sigmoid(_as_param(a_p, x)), zero),
+        "a_n": torch.where(pos, zero, _xielu_neg(x, eps) * torch.sigmoid(_as_param(a_n, x))),
+    }
+
+
+spec(
+    name="xielu", family="exponential",
+    formula=(
+        "f(x) = alpha_p x^2 + beta x if x > 0 else alpha_n (expm1(min(x, eps)) - x) + beta x, "
+        "alpha_p = softplus(a_p), alpha_n = beta + softplus(a_n)"
+    ),
+    reference=(
+        "Huang & Schlag 2024, Deriving Activation Functions Using Integration (used in the "
+        "Apertus models); reference code: github.com/rubber-duck-debug/xielu, "
+        "xielu/ops/wrappers.py (alpha_p = alpha_n = 0.8, beta = 0.5, eps = -1e-6)"
+    ),
+    params={
+        "a_p": _softplus_inverse(XIELU_ALPHA_P),
+        "a_n": _softplus_inverse(XIELU_ALPHA_N - XIELU_BETA),
+        "beta": XIELU_BETA,
+        "eps": XIELU_EPS,
+    },
+    learnable=("a_p", "a_n"), learned_by_default=("a_p", "a_n"),
+    param_ranges={"eps": (None, 0.0)},
+    forward=_xielu, derivative=_xielu_prime, param_derivative=_xielu_params,
+    # f' jumps at eps and at 0; f itself jumps at 0 by alpha_n expm1(eps) (-8e-7 at the
+    # initial values), as in the reference code
+    kinks=lambda a_p, a_n, beta, eps: tuple(sorted({eps, 0.0})),
+    continuous=False,
+)
+
+# StarReLU: E[relu(z)^2] = 1/2, E[relu(z)^4] = 3/2, so s = 1 / sqrt(3/2 - 1/4) = 2 / sqrt(5)
+# and b = -s / 2 give zero mean and unit variance for z ~ N(0, 1); the paper rounds them
+STAR_RELU_S = 0.8944
+STAR_RELU_B = -0.4472
+
+spec(
+    name="star_relu", aliases=("starrelu",), family="relu",
+    formula="f(x) = s relu(x)^2 + b",
+    reference=(
+        "Yu et al. 2022, MetaFormer Baselines for Vision (s = 0.8944, b = -0.4472: zero mean "
+        "and unit variance for N(0, 1) inputs); reference code: github.com/sail-sg/metaformer, "
+        "metaformer_baselines.py"
+    ),
+    params={"s": STAR_RELU_S, "b": STAR_RELU_B},
+    learnable=("s", "b"), learned_by_default=("s", "b"),
+    forward=lambda x, s, b: s * torch.relu(x).square() + b,
+    derivative=lambda x, s, b: 2.0 * s * torch.relu(x),
+    param_derivative=lambda x, s, b: {"s": torch.relu(x).square(), "b": torch.ones_like(x)},
+)
+
+# PAU (Molina et al. 2020), "safe" denominator (version A): P(x) / (1 + sum_k |b_k| |x|^k),
+# numerator degree 5, denominator degree 4, initialised to the least-squares fit of
+# leaky ReLU (slope 0.01) on [-3, 3] published by the authors' rational_activations package
+# (rational/rationals_config.json, "Rational_version_A5/4" -> "leaky_relu")
+PAU_NUMERATOR = (
+    0.029792778657264946, 0.6183735264987601, 2.323309062531321, 3.051936237265109,
+    1.4854203263828845, 0.2510244961111299,
+)
+PAU_DENOMINATOR = (
+    -1.1419548357285474, 4.393159974992486, 0.8714712309957245, 0.34719662339598834,
+)
+PAU_A = tuple(f"a{k}" for k in range(6))
+PAU_B = tuple(f"b{k}" for k in range(1, 5))
+
+
+def _pau_frame(x: Tensor, p: dict) -> tuple[list, list, Tensor, Tensor, Tensor]:
+    """``(a, |b|, small, xs, t)``: coefficients, ``|x| <= 1``, x there (else 0), 1/x elsewhere.
+
+    ``|x| <= 1``: P(x) / Q(x) directly. ``|x| > 1``: numerator and denominator divided by
+    x^4 (t = 1/x, s = |t|): N = a5 x + a4 + a3 t + a2 t^2 + a1 t^3 + a0 t^4 and
+    D = |b4| + |b3| s + |b2| s^2 + |b1| s^3 + s^4, so nothing overflows (x^5 would at
+    |x| > 5e7 in float32). Both forms are finite everywhere (torch.where's rule).
+    """
+    small = x.abs() <= 1.0
+    xs = torch.where(small, x, torch.zeros_like(x))
+    t = 1.0 / torch.where(small, torch.ones_like(x), x)
+    return [p[n] for n in PAU_A], [abs(p[n]) for n in PAU_B], small, xs, t
+
+
+def _horner(coeffs: list, z: Tensor) -> Tensor:
+    """``c[0] + c[1] z + ... + c[n] z^n`` by Horner's rule (``coeffs`` lowest degree first).
+
+    Plain multiply-and-add whatever the coefficients' type (floats, or learned 0-d
+    tensors), so that a module and its Activation give the same bits.
+    """
+    acc = coeffs[-1]
+    for c in reversed(coeffs[:-1]):
+        acc = acc * z + c  # a tensor of z's shape from the first step on
+    return acc
+
+
+def _pau_values(a: list, B: list, xs: Tensor, t: Tensor) -> tuple[Tensor, ...]:
+    """P(xs), Q(xs) (direct form) and N(t), D(t) (reversed form)."""
+    P = _horner(a, xs)
+    Q = _horner([1.0, *B], xs.abs())
+    N = _horner(a[4::-1], t) + a[5] / t  # a4 + a3 t + ... + a0 t^4, plus the a5 x term
+    D = _horner([*B[::-1], 1.0], t.abs())
+    return P, Q, N, D
+
+
+def _pau(x: Tensor, **p) -> Tensor:
+    a, B, small, xs, t = _pau_frame(x, p)
+    P, Q, N, D = _pau_values(a, B, xs, t)
+    return torch.where(small, P / Q, N / D)
+
+
+def _pau_prime(x: Tensor, **p) -> Tensor:
+    a, B, small, xs, t = _pau_frame(x, p)
+    P, Q, N, D = _pau_values(a, B, xs, t)
+    ax, s, sgn = xs.abs(), t.abs(), torch.sign(x)
+    # direct: f' = (P' - f Q') / Q, Q' = sign(x) (|b1| + 2 |b2| |x| + 3 |b3| x^2 + 4 |b4| |x|^3)
+    dP = _horner([k * a[k] for k in range(1, 6)], xs)
+    dQ = _horner([k * B[k - 1] for k in range(1, 5)], ax)
+    f_small = P / Q
+    d_small = (dP - f_small * sgn * dQ) / Q
+    # reversed: f' = (dN/dx - f dD/dx) / D, dt/dx = -t^2, ds/dx = -sign(x) t^2
+    dN = _horner([a[3], 2 * a[2], 3 * a[1], 4 * a[0]], t)  # dN/dt without the a5 x term
+    dD = _horner([B[2], 2 * B[1], 3 * B[0], 4.0], s)  # dD/ds
+    f_big, t2 = N / D, t * t
+    d_big = (a[5] - t2 * dN + f_big * sgn * t2 * dD) / D
+    return torch.where(small, d_small, d_big)
+
+
+def _pau_params(x: Tensor, **p) -> dict[str, Tensor]:
+    a, B, small, xs, t = _pau_frame(x, p)
+    P, Q, N, D = _pau_values(a, B, xs, t)
+    f = torch.where(small, P / Q, N / D)
+    ax, s = xs.abs(), t.abs()
+    inv_q, inv_d = 1.0 / Q, 1.0 / D
+    out = {}
+    # df/da_k = x^k / Q: x^k / Q directly, t^(4-k) / D reversed (x / D for k = 5)
+    for k, name in enumerate(PAU_A):
+        big = (1.0 / t) * inv_d if k == 5 else t ** (4 - k) * inv_d
+        out[name] = torch.where(small, xs**k * inv_q, big)
+    # df/db_k = -sign(b_k) |x|^k f / Q (|x|^k / Q = s^(4-k) / D reversed)
+    for k, name in enumerate(PAU_B, start=1):
+        w = torch.where(small, ax**k * inv_q, s ** (4 - k) * inv_d)
+        out[name] = -_sign(p[name]) * w * f
+    return out
+
+
+spec(
+    name="pau", aliases=("pade", "pade_activation_unit"), family="rational",
+    formula="f(x) = (a0 + a1 x + ... + a5 x^5) / (1 + |b1 x| + |b2 x^2| + |b3 x^3| + |b4 x^4|)",
+    reference=(
+        "Molina et al. 2020, Pade Activation Units: End-to-end Learning of Flexible Activation "
+        "Functions in Deep Networks (safe PAU, degrees 5/4); initial coefficients: leaky ReLU "
+        "fit of github.com/ml-research/rational_activations, rational/rationals_config.json"
+    ),
+    params=dict(zip(PAU_A + PAU_B, PAU_NUMERATOR + PAU_DENOMINATOR, strict=True)),
+    learnable=PAU_A + PAU_B, learned_by_default=PAU_A + PAU_B,
+    forward=_pau, derivative=_pau_prime, param_derivative=_pau_params,
+    # |b1 x| makes f' jump at 0 (the other |b_k x^k| are smooth enough there)
+    kinks=lambda **p: (0.0,) if p["b1"] != 0 else (),
+)
+
+
+def _dyt_params(x: Tensor, alpha, gamma, beta) -> dict[str, Tensor]:
+    z = alpha * x
+    return {"alpha": gamma * x * _sech2(z), "gamma": torch.tanh(z), "beta": torch.ones_like(x)}
+
+
+spec(
+    name="dyt", aliases=("dynamic_tanh",), family="sigmoid",
+    formula="f(x) = gamma tanh(alpha x) + beta  (gamma, beta per channel: the last dimension)",
+    reference=(
+        "Zhu et al. 2025, Transformers without Normalization (alpha = 0.5, gamma = 1, "
+        "beta = 0); reference code: github.com/jiachenzhu/DyT, dynamic_tanh.py"
+    ),
+    params={"alpha": 0.5, "gamma": 1.0, "beta": 0.0},
+    learnable=("alpha", "gamma", "beta"), learned_by_default=("alpha", "gamma", "beta"),
+    per_channel={"gamma": -1, "beta": -1},
+    forward=lambda x, alpha, gamma, beta: gamma * torch.tanh(alpha * x) + beta,
+    derivative=lambda x, alpha, gamma, beta: gamma * alpha * _sech2(alpha * x),
+    param_derivative=_dyt_params,
+)

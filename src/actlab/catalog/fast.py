@@ -49,6 +49,7 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from actlab.catalog.activation import Activation, ActivationModule, _as_tensor
 from actlab.catalog.fast_forms import FAST_FORMS, NATIVE_FORWARD, NATIVE_KERNELS
@@ -145,11 +146,11 @@ def _functions(
     forms = FAST_FORMS.get(spec.name) if spec.builtin else None
     gated = spec.gated
 
-    def pick(dtype: torch.dtype) -> tuple[Callable[..., Any], Callable[..., Any] | None]:
+    def pick(dtype: torch.dtype) -> tuple[Callable[..., Any] | None, ...]:
         # the cheaper forms are float32 forms; float64 keeps the catalog's own
         if forms is not None and dtype == torch.float32:
-            return forms
-        return spec.forward, spec.derivative
+            return (*forms, None) if len(forms) == 2 else forms
+        return spec.forward, spec.derivative, None
 
     def f(xc: Tensor, p: Sequence[Tensor]) -> Tensor:
         forward = pick(xc.dtype)[0]
@@ -180,6 +181,15 @@ def _functions(
                 gx = gc * derivative(xc, **params)
         if not p:
             return (gx.to(x.dtype),)
+        if spec.param_derivative is not None:  # analytic partials, reduced per value
+            params = dict(fixed)
+            params.update({n: v.to(xc.dtype) for n, v in zip(learned, p, strict=True)})
+            partials = pick(xc.dtype)[2]
+            parts = (partials(xc, **params) if partials is not None
+                     else act._param_derivative(xc, params, learned))
+            gp = [(gc * parts[n]).sum_to_size(v.shape).to(v.dtype)
+                  for n, v in zip(learned, p, strict=True)]
+            return (gx.to(x.dtype), *gp)
         _, pull_p = torch.func.vjp(lambda *pp: f(xc, pp), *p)
         return (gx.to(x.dtype), *pull_p(gc))
 
@@ -218,6 +228,8 @@ class _Kernels:
     def __init__(self, act: Activation, learned: tuple[str, ...], tag: str) -> None:
         self.act = act
         self.learned = learned
+        # learned per-channel parameters: x runs as rows (-1, C), channels last
+        self.rows = any(n in act.spec.per_channel for n in learned)
         native = None if learned else _native_functions(act)
         self.fwd, self.bwd = native or _functions(act, learned)
         # which directions run ATen's own kernels (never compiled)
@@ -307,8 +319,9 @@ def _kernels(act: Activation, learned: tuple[str, ...], x: Tensor) -> _Kernels:
     return k
 
 
-def _flat(act: Activation, x: Tensor) -> Tensor:
-    """``x`` as a contiguous 1-D tensor, or ``(rows, 2H)`` for gated activations.
+def _flat(act: Activation, x: Tensor, rows: bool = False) -> Tensor:
+    """``x`` as a contiguous 1-D tensor, or ``(rows, 2H)`` for gated activations
+    (``(rows, C)`` with ``rows=True``: per-channel parameters on the last dimension).
 
     Detached, so that the compiled kernels see a tensor that is not a view (dynamo
     would otherwise guard on, and recompile for, the layout of the view's base).
@@ -316,6 +329,8 @@ def _flat(act: Activation, x: Tensor) -> Tensor:
     if act.gated:
         act._check_gated(x)
         return x.contiguous().view(-1, x.shape[-1]).detach()
+    if rows:
+        return x.contiguous().view(-1, x.shape[-1] if x.dim() else 1).detach()
     return x.contiguous().view(-1).detach()
 
 
@@ -328,7 +343,7 @@ class _FastFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, kernels: _Kernels, x: Tensor, *p: Tensor) -> Tensor:
-        xf = _flat(kernels.act, x)
+        xf = _flat(kernels.act, x, kernels.rows)
         ctx.kernels = kernels
         ctx.shape = x.shape
         ctx.save_for_backward(xf, *p)
@@ -339,7 +354,7 @@ class _FastFn(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         xf, *p = ctx.saved_tensors
         kernels: _Kernels = ctx.kernels
-        rows = (-1, xf.shape[-1] // 2) if kernels.act.gated else (-1,)
+        rows = (-1, xf.shape[-1] // 2) if kernels.act.gated else (-1, *xf.shape[1:])
         g = grad_out.contiguous().view(rows).detach()
         need_p = any(ctx.needs_input_grad[2:])
         if need_p:
@@ -358,7 +373,7 @@ def _apply(act: Activation, learned: tuple[str, ...], x: Tensor, p: Sequence[Ten
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in p))
     if needs_grad:
         return _FastFn.apply(kernels, x, *p)
-    return kernels.forward(_flat(act, x), p).view(_out_shape(act, x))
+    return kernels.forward(_flat(act, x, kernels.rows), p).view(_out_shape(act, x))
 
 
 def fast_call(act: Activation, x: Any) -> Any:
@@ -393,7 +408,16 @@ class FastActivationModule(ActivationModule):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        learned = [getattr(self, n) for n in self._learned]
+        learned = self._learned_tensors(x)
+        dims = {d % x.dim() for d in self._channel_dims.values()}
+        if len(dims) > 1:
+            raise ValueError(
+                f"the fast path of {self.act.name} needs its per-channel parameters on one "
+                f"dimension, got dimensions {sorted(self._channel_dims.values())}"
+            )
+        if dims and dims != {x.dim() - 1}:  # channels last for the kernels, then back
+            (d,) = dims
+            return _apply(self.act, self._learned, x.movedim(d, -1), learned).movedim(-1, d)
         return _apply(self.act, self._learned, x, learned)
 
     def path(self, x: Tensor) -> str:
@@ -410,4 +434,20 @@ class FastActivationModule(ActivationModule):
         return super().extra_repr() + ", fast"
 
 
-__all__ = ["FastActivationModule", "FastStats", "clear_cache", "fast_call", "fast_stats"]
+class LazyFastActivationModule(LazyModuleMixin, FastActivationModule):
+    """A :class:`FastActivationModule` whose per-channel parameters take their channel
+    count from the first input; it then becomes a :class:`FastActivationModule`."""
+
+    cls_to_become = FastActivationModule
+    # the mixin's initialize_parameters is a placeholder that raises
+    initialize_parameters = FastActivationModule.initialize_parameters
+
+
+__all__ = [
+    "FastActivationModule",
+    "FastStats",
+    "LazyFastActivationModule",
+    "clear_cache",
+    "fast_call",
+    "fast_stats",
+]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -383,7 +384,56 @@ def _swiglu_d(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return b * s, a * (s + b * sp)
 
 
-FAST_FORMS: dict[str, tuple[Callable[..., Tensor], Callable[..., object]]] = {
+def _softplus_p(v: float | Tensor) -> float | Tensor:
+    """softplus of a parameter (a float, or a learned 0-d tensor)."""
+    return F.softplus(v) if isinstance(v, Tensor) else math.log1p(math.exp(-abs(v))) + max(v, 0.0)
+
+
+def _sigmoid_p(v: float | Tensor) -> float | Tensor:
+    return torch.sigmoid(v) if isinstance(v, Tensor) else 0.5 * (1.0 + math.tanh(0.5 * v))
+
+
+def _xielu_neg(x: Tensor, eps: float) -> Tensor:
+    return _expm1(x.clamp(max=eps)) - x  # inductor's expm1 is exp - 1: cancels near 0
+
+
+def _xielu(x: Tensor, a_p, a_n, beta, eps) -> Tensor:
+    xp = x.clamp(min=0.0)
+    alpha_n = beta + _softplus_p(a_n)
+    return beta * x + torch.where(x > 0, _softplus_p(a_p) * xp * xp, alpha_n * _xielu_neg(x, eps))
+
+
+def _xielu_d(x: Tensor, a_p, a_n, beta, eps) -> Tensor:
+    alpha_n = beta + _softplus_p(a_n)
+    neg = torch.where(x <= eps, alpha_n * _expm1(x.clamp(max=eps)), -alpha_n)
+    return beta + torch.where(x > 0, 2.0 * _softplus_p(a_p) * x.clamp(min=0.0), neg)
+
+
+def _xielu_p(x: Tensor, a_p, a_n, beta, eps) -> dict[str, Tensor]:
+    pos = x > 0
+    xp = x.clamp(min=0.0)
+    return {
+        "a_p": torch.where(pos, xp * xp * _sigmoid_p(a_p), 0.0),
+        "a_n": torch.where(pos, 0.0, _xielu_neg(x, eps) * _sigmoid_p(a_n)),
+    }
+
+
+def _dyt(x: Tensor, alpha, gamma, beta) -> Tensor:
+    return gamma * _tanh(alpha * x) + beta
+
+
+def _dyt_d(x: Tensor, alpha, gamma, beta) -> Tensor:
+    return gamma * alpha * _sech2(alpha * x)
+
+
+def _dyt_p(x: Tensor, alpha, gamma, beta) -> dict[str, Tensor]:
+    t, s2 = _tanh_parts(alpha * x)
+    return {"alpha": gamma * x * s2, "gamma": t, "beta": torch.ones_like(x)}
+
+
+#: name -> (forward, derivative) or (forward, derivative, parameter partials), the spec's
+#: signatures (the partials as the spec's ``param_derivative``)
+FAST_FORMS: dict[str, tuple[Callable[..., Any], ...]] = {
     "tanh": (_tanh, _tanh_d),
     "sigmoid": (_sigmoid, _sig_prime),
     "logsigmoid": (_logsigmoid, _logsigmoid_d),
@@ -411,6 +461,8 @@ FAST_FORMS: dict[str, tuple[Callable[..., Tensor], Callable[..., object]]] = {
     "glu": (lambda a, b: a * _sigmoid(b), _glu_d),
     "geglu": (_geglu, _geglu_d),
     "swiglu": (_swiglu, _swiglu_d),
+    "xielu": (_xielu, _xielu_d, _xielu_p),
+    "dyt": (_dyt, _dyt_d, _dyt_p),
 }
 
 

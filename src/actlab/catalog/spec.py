@@ -11,6 +11,15 @@ of the last dimension, ``a`` the value and ``b`` the gate, following
 ``torch.nn.functional.glu``; ``derivative`` returns the pair of partial derivatives
 ``(df/da, df/db)``.
 
+Learnable parameters are scalars everywhere, except in ``module()`` for those a spec
+lists in ``per_channel``: there a parameter holds one value per channel along an input
+dimension (DyT's gamma and beta on the last one). Their default is the value every
+channel starts from, and every other stage (f, f', gain, propagation, audit, plots,
+the report) evaluates the activation at that value, as if it were a scalar.
+
+``param_derivative(x, **params)`` gives the analytic partial derivatives of f with
+respect to the learnable parameters, element-wise (``None``: autograd of ``forward``).
+
 Everything else in actlab (plots, checks, audit, gain, benchmarks, studies, the
 report) reads specs from the registry; adding an activation is writing one spec.
 """
@@ -61,6 +70,12 @@ class ActivationSpec:
             (e.g. hardtanh's ``min_val < max_val``); the message says what is wrong.
         builtin: False for user activations.
         source: the formula text of a formula activation (lets another process rebuild it).
+        per_channel: ``name -> dim``: learnable parameters that ``module()`` learns with
+            one value per channel along input dimension ``dim`` (``-1``: the last);
+            elsewhere they are the scalar the channels start from.
+        param_derivative: analytic ``(x, **params) -> {name: df/dparam}`` for every
+            learnable parameter, element-wise (broadcastable to f(x)); ``None`` to use
+            autograd of ``forward``.
     """
 
     name: str
@@ -82,6 +97,8 @@ class ActivationSpec:
     check: Callable[..., str | None] = _no_check
     builtin: bool = True
     source: str | None = None
+    per_channel: Mapping[str, int] = field(default_factory=dict)
+    param_derivative: Callable[..., Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.learnable) - set(self.params)
@@ -92,3 +109,18 @@ class ActivationSpec:
             )
         if not set(self.learned_by_default) <= set(self.learnable):
             raise ValueError(f"spec {self.name!r}: learned_by_default must be learnable")
+        if not set(self.per_channel) <= set(self.learnable):
+            raise ValueError(
+                f"spec {self.name!r}: per-channel parameters "
+                f"{sorted(set(self.per_channel) - set(self.learnable))} must be learnable"
+            )
+        for key, dim in self.per_channel.items():
+            if isinstance(dim, bool) or not isinstance(dim, int):
+                raise TypeError(
+                    f"spec {self.name!r}: per_channel[{key!r}] must be an int dimension, "
+                    f"got {dim!r}"
+                )
+        if self.per_channel and self.gated:
+            raise ValueError(
+                f"spec {self.name!r}: gated activations cannot have per-channel parameters"
+            )

@@ -99,7 +99,10 @@ def show(
     params = ", ".join(f"{k}={v:g}" for k, v in act.params.items()) or "none"
     console.print(f"  params:    {params}")
     if act.spec.learnable:
-        console.print(f"  learnable: {', '.join(act.spec.learnable)}")
+        per = act.spec.per_channel
+        learnable = [f"{n} (per channel, dim {per[n]})" if n in per else n
+                     for n in act.spec.learnable]
+        console.print(f"  learnable: {', '.join(learnable)}")
     console.print(f"  native:    {act.native or 'none'}")
     if act.gated:
         console.print("  gated:     splits the last dimension into value a and gate b")

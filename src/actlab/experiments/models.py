@@ -48,17 +48,20 @@ class ChannelActivation(nn.Module):
 
     Element-wise activations act directly; gated ones split the channels into two halves:
     ``(N, 2C, *)`` -> ``(N, C, *)``, computed on a ``(N * positions, 2C)`` view so that the
-    activation module sees units on dimension 1 (what a dead-unit monitor reads).
+    activation module sees units on dimension 1 (what a dead-unit monitor reads). So are
+    activations with learned per-channel parameters (DyT's gamma and beta, which live on
+    the last dimension): one value per feature-map channel.
     """
 
     def __init__(self, activation: ActivationLike) -> None:
         super().__init__()
         act = resolve(activation)
         self.gated = act.gated
+        self.rows = act.gated or any(n in act.spec.per_channel for n in act.learn)
         self.act = act.module()
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.gated:
+        if not self.rows:
             return self.act(x)
         rows = x.movedim(1, -1)
         out = self.act(rows.reshape(-1, rows.shape[-1]))
@@ -202,8 +205,10 @@ class CNN(nn.Module):
         self.fc_act = resolve(activation).module()
         self.head = nn.Linear(hidden, num_classes)
         self.channels_last = bool(channels_last) and dim == 2
-        if self.channels_last:
-            self.features.to(memory_format=torch.channels_last)
+        if self.channels_last:  # the convolutions only (lazy per-channel parameters wait)
+            for m in self.features:
+                if isinstance(m, nn.Conv2d):
+                    m.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.reshape(x.shape[0], *self.input_shape)

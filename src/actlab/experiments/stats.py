@@ -451,13 +451,12 @@ def _seeds_text(best: str, other: str, row: dict[str, Any], alpha: float) -> str
 
 
 class Statements(dict):
-    """``{setting: confidence statement}``; a task id (``"mlp/digits"``) also finds its
-    setting when the task has only one in the table, and otherwise says which there are."""
+    """``{setting: confidence statement}``. A setting is its task id (``"mlp/digits"``),
+    followed by the configuration keys that differ when the task has several settings
+    (``"mlp/digits lr=0.01"``); asking for the bare task id then says which there are."""
 
     def __missing__(self, key: str) -> str:
-        matches = [s for s in self if s == key or s.startswith(f"{key} ")]
-        if len(matches) == 1:
-            return self[matches[0]]
+        matches = [s for s in self if s.startswith(f"{key} ")]
         if matches:
             raise KeyError(
                 f"{key} has {len(matches)} settings in this table: "
@@ -467,8 +466,7 @@ class Statements(dict):
 
 
 def statements(summary: pd.DataFrame) -> Statements:
-    """``{setting: confidence statement}`` from a :func:`summarize` table (a task id without
-    its configuration finds the setting when it is the task's only one)."""
+    """``{setting: confidence statement}`` from a :func:`summarize` table."""
     return Statements(
         {str(s): str(g["statement"].iloc[0]) for s, g in summary.groupby("setting", sort=True)}
     )
