@@ -181,18 +181,22 @@ def test_every_grid_value_is_checked_before_the_study_starts(capsys, tmp_path, g
 
 
 def test_a_study_with_failed_runs_exits_1_after_its_summary(capsys, tmp_path):
-    empty = tmp_path / "data"
-    empty.mkdir()
+    data = tmp_path / "data"
+    (data / "mnist").mkdir(parents=True)
     db = tmp_path / "s.sqlite"
     argv = ["study", "-t", "mlp/mnist", "-a", "relu", "--seeds", "1", "--quick", "--workers", "0",
-            "--db", str(db), "--data-dir", str(empty), "--no-progress"]
+            "--db", str(db), "--data-dir", str(data), "--no-progress"]
+    # missing data stops the study before it starts, saying how to get the files
+    err = _error(capsys, argv)
+    assert "actlab study --download" in err and not db.exists()
+    # a file that is there but corrupt fails its run: exit 1, after the summary
+    (data / "mnist" / "train-images-idx3-ubyte").write_bytes(b"not an IDX file")
     assert run(argv) == 1
     out = capsys.readouterr().out
     assert "1 runs: 0 ok, 0 diverged, 1 failed" in out
-    assert "actlab study --download" in out  # the missing-data message names the CLI flag
     with ResultsStore(db) as store:
         (stored,) = store.runs()
-    assert stored.result.status == "failed" and "was not found" in stored.result.error
+    assert stored.result.status == "failed" and "is not an IDX file" in stored.result.error
 
 
 def test_diverged_runs_are_results_not_failures(capsys, tmp_path):
@@ -232,7 +236,7 @@ def test_quick_applies_to_presets_and_results_finds_them(capsys, tmp_path):
 
     quick = Study(["cnn/mnist1d/paper"], ["relu"], seeds=1, quick=True).specs()
     full = Study(["cnn/mnist1d/paper"], ["relu"], seeds=1).specs()
-    assert quick[0][1].config["epochs"] == 2 and full[0][1].config["epochs"] == 150
+    assert quick[0][1].config["epochs"] == 1 and full[0][1].config["epochs"] == 150  # cnn quick
     assert quick[0][1].config["arch"] == "mnist1d_paper"  # still the paper's model
     db = tmp_path / "p.sqlite"
     with ResultsStore(db) as store:

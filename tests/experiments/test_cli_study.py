@@ -84,6 +84,51 @@ def test_study_then_results(capsys, tmp_path):
     assert all(r["statement"] for r in records)
 
 
+def test_study_without_activations_runs_each_tasks_own_set(capsys, tmp_path):
+    db = tmp_path / "p.sqlite"
+    argv = ["study", "-t", "tiny_fit", "--quick", "--seeds", "1", "--workers", "0", "--db",
+            str(db), "--no-progress"]
+    assert run(argv) == 0
+    out = capsys.readouterr().out
+    assert "study: 1 task(s) x 1 seed(s) = 9 runs" in out
+    assert "tiny_fit: identity, sigmoid, tanh, relu, leaky_relu, elu, gelu, silu, mish" in out
+
+
+def test_a_missing_dataset_stops_the_study_before_it_starts(capsys, tmp_path, monkeypatch):
+    from actlab.experiments import data
+    from actlab.experiments.data import idx
+
+    monkeypatch.setitem(idx.SYSTEM_DIRS, "fashion_mnist", (tmp_path / "not-installed",))
+    monkeypatch.delenv("ACTLAB_DATA_DIR", raising=False)
+    data._load.cache_clear()
+    db = tmp_path / "s.sqlite"
+    err = _error(capsys, ["study", "-t", "cnn/fashion_mnist/short", "--db", str(db)])
+    assert "dataset-fashion-mnist" in err and "not-installed" in err
+    assert not db.exists()
+
+
+def test_results_say_how_many_seeds_a_tie_needs(capsys, tmp_path):
+    from actlab.experiments.base import RunResult, RunSpec
+    from actlab.experiments.study import Study
+
+    db = tmp_path / "t.sqlite"
+    (_, cfg), = Study(["mlp/digits"], ["relu"], seeds=1, quick=True).resolved_tasks()
+    values = {"relu": [0.91, 0.90, 0.92], "gelu": [0.90, 0.90, 0.90]}  # d_z = 1: 10 seeds
+    with ResultsStore(db) as store:
+        for act, vals in values.items():
+            for seed, v in enumerate(vals):
+                store.record(RunSpec("mlp", act, seed, cfg), RunResult("ok", {
+                    "test_accuracy": v}), metric="test_accuracy", higher_is_better=True)
+    assert run(["results", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "seeds needed" in out and "would take about 10 seeds" in out
+    assert (f"to add those seeds (finished runs are kept): actlab study -t mlp/digits -a relu "
+            f"-a gelu --seeds 10 --db {db} --quick") in out
+    assert run(["results", "--db", str(db), "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert table.set_index("activation").loc["gelu", "seeds_needed"] == 10
+
+
 def test_unreachable_ray_address(capsys, tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed")
     with socket.socket() as sock:  # a port where nothing listens
@@ -137,14 +182,28 @@ def test_real_quick_study_end_to_end(capsys, tmp_path):
 
 @pytest.mark.slow
 def test_default_study_quick_with_report(capsys, tmp_path):
-    """The default study (every default task and activation, 3 seeds), quick, with --report."""
+    """The default study (the three architectures, XOR, FFN cost, gradient flow), quick."""
     pytest.importorskip("actlab.experiments.tasks", reason="the tasks module is not written yet")
+    from actlab.experiments.study import Study
+
     db, html = tmp_path / "default.sqlite", tmp_path / "report.html"
+    total = Study(quick=True).size()
     assert run(["study", "--quick", "--db", str(db), "--report", str(html), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "= 135 runs" in out and "135 runs: 135 ok, 0 diverged, 0 failed" in out, out
-    assert f"wrote {html}" in out and html.read_text().lstrip().lower().startswith("<!doctype html")
+    assert f"= {total} runs" in out and f"{total} runs: {total} ok, 0 diverged, 0 failed" in out
+    assert "cnn/fashion_mnist/short: relu, leaky_relu, elu, gelu" in out, out
+    text = html.read_text()
+    assert f"wrote {html}" in out and text.lstrip().lower().startswith("<!doctype html")
+    for name in ("the MLP (mlp/fashion_mnist)", "the CNN (cnn/fashion_mnist)",
+                 "the transformer (char_lm)"):
+        assert name in text
     assert run(["results", "--db", str(db), "--format", "csv"]) == 0
     table = pd.read_csv(io.StringIO(capsys.readouterr().out))
-    assert set(table.setting) == {"xor", "mlp/digits", "mlp/mnist1d", "ffn_timing", "gradflow"}
-    assert (table.n == 3).all() and len(table) == 45
+    assert set(table.setting) == {"xor", "mlp/fashion_mnist", "cnn/fashion_mnist", "char_lm",
+                                  "ffn_timing", "gradflow"}
+    assert (table.n == 3).all() and len(table) == total // 3
+    assert run(["recommend", "--from", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "One answer per architecture" in out
+    for arch in ("MLP", "CNN", "transformer"):
+        assert f"{arch}: " in out

@@ -22,6 +22,7 @@ from actlab.experiments.data import (
     DataError,
     DataFileMissing,
     RemoteFile,
+    check_dataset,
     digits,
     fetch,
     load_cifar10,
@@ -391,3 +392,105 @@ def test_cifar_truncated_archive(tmp_path):
     source = RemoteFile("cifar-10-python.tar.gz", (archive.as_uri(),), md5=md5(archive))
     with pytest.raises(DataError, match="could not extract"):
         load_cifar10(tmp_path / "data", download=True, source=source)
+
+
+# ---------------------------------------------------------------- Fashion-MNIST from Debian
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture
+def fresh_cache():
+    """The loader's per-process cache, emptied before and after (system directories move)."""
+    from actlab.experiments import data
+
+    data._load.cache_clear()
+    yield
+    data._load.cache_clear()
+
+
+@pytest.fixture
+def system_fashion(tmp_path, monkeypatch, fresh_cache):
+    """A stand-in for Debian's copy: written IDX files in a directory the loader searches."""
+    from actlab.experiments.data import idx
+
+    system = tmp_path / "usr-share-datasets-fashion-mnist"
+    arrays = write_mnist(system, seed=11)
+    monkeypatch.setitem(idx.SYSTEM_DIRS, "fashion_mnist", (system,))
+    monkeypatch.delenv("ACTLAB_DATA_DIR", raising=False)
+    return arrays
+
+
+def test_fashion_mnist_found_in_the_system_directory(system_fashion):
+    ds = load_dataset("fashion_mnist")
+    assert ds.name == "fashion_mnist" and ds.y_train.tolist() == system_fashion[
+        "train_labels"].tolist()
+    assert "usr-share-datasets-fashion-mnist" in ds.info["source"]
+    check_dataset("fashion_mnist")  # no error
+
+
+def test_data_dir_and_environment_take_precedence(system_fashion, tmp_path, monkeypatch):
+    mine = write_mnist(tmp_path / "mine" / "fashion_mnist", seed=12)
+    env = write_mnist(tmp_path / "env" / "fashion-mnist", seed=13)
+    monkeypatch.setenv("ACTLAB_DATA_DIR", str(tmp_path / "env"))
+    assert load_dataset("fashion_mnist").y_train.tolist() == env["train_labels"].tolist()
+    named = load_dataset("fashion_mnist", data_dir=tmp_path / "mine")
+    assert named.y_train.tolist() == mine["train_labels"].tolist()
+    # a data directory without the files falls back to the system copy
+    other = load_dataset("fashion_mnist", data_dir=tmp_path / "elsewhere")
+    assert other.y_train.tolist() == system_fashion["train_labels"].tolist()
+    monkeypatch.delenv("ACTLAB_DATA_DIR")  # the cache follows the environment
+    assert load_dataset("fashion_mnist").y_train.tolist() == system_fashion[
+        "train_labels"].tolist()
+
+
+def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, monkeypatch, fresh_cache):
+    from actlab.experiments.data import idx
+
+    monkeypatch.setitem(idx.SYSTEM_DIRS, "fashion_mnist", (tmp_path / "not-installed",))
+    monkeypatch.delenv("ACTLAB_DATA_DIR", raising=False)
+    for call in (lambda: load_dataset("fashion_mnist"), lambda: check_dataset("fashion_mnist")):
+        with pytest.raises(DataFileMissing) as err:
+            call()
+        msg = str(err.value)
+        assert "dataset-fashion-mnist" in msg and "github.com/zalandoresearch/fashion-mnist" in msg
+        assert str(tmp_path / "not-installed") in msg and "--data-dir" in msg
+        assert msg.count(". ") == 0  # one sentence
+    with pytest.raises(DataFileMissing, match=r"--data-dir\) or \$ACTLAB_DATA_DIR"):
+        check_dataset("mnist")  # MNIST stays a local-files dataset
+    check_dataset("digits")
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
+        check_dataset("imagenet")
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not "
+                    "installed")
+def test_debian_fashion_mnist_is_the_real_dataset(monkeypatch, fresh_cache):
+    monkeypatch.delenv("ACTLAB_DATA_DIR", raising=False)
+    ds = load_dataset("fashion_mnist")
+    assert ds.info["source"] == str(DEBIAN_FASHION)
+    assert ds.x_train.shape == (60000, 1, 28, 28) and ds.x_test.shape == (10000, 1, 28, 28)
+    # 10 balanced classes: 6000 training and 1000 test images each (the dataset's README)
+    assert torch.bincount(ds.y_train).tolist() == [6000] * 10
+    assert torch.bincount(ds.y_test).tolist() == [1000] * 10
+    # the pixel statistics everyone normalises Fashion-MNIST with: mean 0.2860, std 0.3530
+    (mean,), (std,) = ds.info["normalisation"]["mean"], ds.info["normalisation"]["std"]
+    assert mean == pytest.approx(0.2860, abs=1e-4) and std == pytest.approx(0.3530, abs=1e-4)
+    assert abs(float(ds.x_train.mean())) < 1e-4
+
+
+def test_fixed_subsets():
+    ds = digits()
+    sub = ds.subset(train=100, test=50)
+    assert sub.x_train.shape == (100, 1, 8, 8) and len(sub.y_test) == 50
+    again = ds.subset(train=100, test=50)
+    assert torch.equal(sub.x_train, again.x_train) and torch.equal(sub.y_test, again.y_test)
+    # the rows are rows of the full split, in their original order
+    full = ds.x_train.flatten(1)
+    idx = [int((full == row).all(dim=1).nonzero()[0]) for row in sub.x_train.flatten(1)]
+    assert idx == sorted(idx) and len(set(idx)) == 100
+    assert not torch.equal(ds.subset(train=100, seed=1).x_train, sub.x_train)
+    assert ds.subset(train=10_000) is ds and ds.subset() is ds
+    assert sub.info["subset"] == {"train": 100, "test": 50, "seed": 0}
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="subset size must be an integer >= 1"):
+            ds.subset(train=bad)

@@ -183,6 +183,25 @@ def test_bad_model_arguments():
         MLP(4, (4,), 2, "relux")
 
 
+@pytest.mark.parametrize("act", ["gelu", "swiglu"])
+def test_cnn_channels_last_computes_the_nchw_model(act):
+    """The NHWC layout is a speed choice only: same outputs and gradients as NCHW."""
+    torch.manual_seed(4)
+    fast = CNN((1, 28, 28), 10, act)
+    plain = CNN((1, 28, 28), 10, act, channels_last=False)
+    plain.load_state_dict(fast.state_dict())
+    assert fast.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert plain.features[0].weight.is_contiguous()
+    x = torch.randn(3, 1, 28, 28)
+    y_fast, y_plain = fast(x), plain(x)
+    assert torch.allclose(y_fast, y_plain, atol=1e-5)
+    y_fast.square().sum().backward()
+    y_plain.square().sum().backward()
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-5), name
+    assert not CNN((1, 40), 10, act).channels_last  # 1-D signals keep their layout
+
+
 def test_per_channel_parameters_follow_the_channels():
     """DyT's gamma and beta: one per feature in an MLP, one per feature map in a CNN
     (ChannelActivation runs channels last), sized at the first call."""

@@ -14,7 +14,10 @@ from actlab.experiments.stats import (
     format_mean_std,
     format_value,
     holm,
+    holm_levels,
     paired_compare,
+    paired_power,
+    seeds_needed,
     statements,
     summarize,
 )
@@ -180,6 +183,69 @@ def test_ties_and_number_formats():
     assert format_mean_std(0.5, 0.0) == "0.5000 ± 0.0000"
     assert format_mean_std(0.9, 0.00001) == "0.900000 ± 0.000010"
     assert format_mean_std(0.9, math.nan) == "0.9000"
+
+
+# G*Power 3.1, "Means: difference between two dependent means (matched pairs)", two tails,
+# alpha 0.05, power 0.80: total sample sizes for effect sizes d_z 0.2, 0.5, 0.8 and 1.0
+@pytest.mark.parametrize(("effect", "pairs"), [(0.2, 199), (0.5, 34), (0.8, 15), (1.0, 10)])
+def test_seeds_needed_matches_gpower(effect, pairs):
+    assert seeds_needed(effect) == pairs and seeds_needed(-effect) == pairs
+    assert paired_power(effect, pairs) >= 0.8 > paired_power(effect, pairs - 1)
+
+
+def test_paired_power_against_a_simulated_t_test():
+    rng = np.random.default_rng(0)
+    n, effect, sims = 12, 0.9, 20000
+    diffs = rng.normal(effect, 1.0, (sims, n))
+    t = diffs.mean(axis=1) / (diffs.std(axis=1, ddof=1) / math.sqrt(n))
+    simulated = float((np.abs(t) > sps.t.ppf(0.975, n - 1)).mean())
+    assert paired_power(effect, n) == pytest.approx(simulated, abs=0.01)  # 3.5 standard errors
+    # under the null the "power" is the test's size, alpha
+    assert paired_power(0.0, 7, alpha=0.05) == pytest.approx(0.05)
+
+
+def test_seeds_needed_edge_cases():
+    assert seeds_needed(0.0) == math.inf and seeds_needed(1e-4) == math.inf
+    assert math.isnan(seeds_needed(math.nan)) and math.isnan(seeds_needed(math.inf))
+    assert seeds_needed(0.5, alpha=0.01) > seeds_needed(0.5) > seeds_needed(0.5, power=0.5)
+    assert seeds_needed(50.0) == 2  # the fewest a paired test can use
+    with pytest.raises(ValueError, match="alpha and power must be in"):
+        seeds_needed(0.5, alpha=1.5)
+
+
+def test_summary_gives_the_seeds_each_tie_needs():
+    relu = [0.950, 0.960, 0.955]
+    gelu = [0.945, 0.950, 0.952]  # not distinguishable from relu on 3 seeds
+    tanh = [0.800, 0.820, 0.790]  # clearly worse
+    table = summarize(_frame({"relu": relu, "gelu": gelu, "tanh": tanh}))
+    r = table.set_index("activation")
+    d = np.subtract(relu, gelu)
+    effect = d.mean() / d.std(ddof=1)
+    assert not r.loc["gelu", "distinguishable"] and bool(r.loc["tanh", "distinguishable"])
+    assert r.loc["gelu", "seeds_needed"] == seeds_needed(effect)
+    assert math.isnan(r.loc["tanh", "seeds_needed"]) and math.isnan(r.loc["relu", "seeds_needed"])
+    text = statements(table)["mlp/digits"]
+    n = int(seeds_needed(effect))
+    assert f"Separating relu from gelu (observed d_z = {effect:.2g} over 3 seeds) would take " \
+           f"about {n} seeds for 80% power (paired t-test at α=0.05)." in text
+    same = summarize(_frame({"relu": [0.9, 0.8, 0.7], "tanh": [0.9, 0.8, 0.7], "elu": [
+        0.5, 0.5, 0.5]}))
+    assert same.set_index("activation").loc["tanh", "seeds_needed"] == math.inf
+    assert "no number of seeds would separate them" in same.statement.iloc[0]
+
+
+def test_seeds_needed_at_the_level_holm_tests_each_comparison():
+    assert holm_levels([0.01, 0.04, 0.03]) == pytest.approx([0.05 / 3, 0.05, 0.05 / 2])
+    assert holm_levels([0.2, math.nan, 0.01]) == pytest.approx([0.05, 0.025, 0.025])
+    # XOR: eight activations solve it on every seed, the linear baseline does not; its p is
+    # the smallest of 8, so Holm tests it at alpha / 8 and more seeds are needed than at alpha
+    values = {a: [1.0, 1.0, 1.0] for a in "abcdefgh"}
+    values["identity"] = [0.5, 0.25, 0.5]
+    r = summarize(_frame(values, task="xor", dataset=None)).set_index("activation")
+    ident = r.loc["identity"]
+    assert not ident["distinguishable"] and ident["seeds_alpha"] == pytest.approx(0.05 / 8)
+    assert ident["seeds_needed"] == seeds_needed(ident["effect_size"], 0.05 / 8)
+    assert ident["seeds_needed"] > seeds_needed(ident["effect_size"])
 
 
 def test_statements_by_task_id_with_several_settings():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import shlex
 import sys
 from pathlib import Path
 
@@ -121,3 +122,87 @@ def test_a_crashing_run_is_recorded_and_the_study_goes_on(tmp_path):
     # the failed runs are retried by the next study (and fail again here); nothing else runs
     again = run_study(study, db, workers=2, console=QUIET)
     assert (again.skipped, again.failed) == (4, 2)
+
+
+def test_the_default_study_spans_the_three_architectures():
+    from collections import Counter
+
+    from actlab.experiments.study import (
+        ARTICLE_ACTIVATIONS,
+        CNN_ACTIVATIONS,
+        DEFAULT_ACTIVATIONS,
+        DEFAULT_TASKS,
+    )
+
+    study = Study()
+    assert study.tasks == DEFAULT_TASKS
+    by_task = {task.name: (task, spec.config) for task, spec in study.specs()}
+    assert {t.architecture for t, _ in by_task.values()} == {"mlp", "cnn", "transformer", None}
+    assert by_task["mlp"][1]["dataset"] == by_task["cnn"][1]["dataset"] == "fashion_mnist"
+    acts: dict[str, set[str]] = {}
+    for task, spec in study.specs():
+        acts.setdefault(task.name, set()).add(spec.activation)
+    assert acts["cnn"] == set(CNN_ACTIVATIONS) == {"relu", "leaky_relu", "elu", "gelu"}
+    assert {"reglu", "geglu", "swiglu", "gelu", "relu"} <= acts["char_lm"]
+    assert acts["ffn_timing"] == acts["char_lm"]
+    assert acts["mlp"] == set(ARTICLE_ACTIVATIONS)
+    assert acts["xor"] == acts["gradflow"] == set(DEFAULT_ACTIVATIONS)  # identity: XOR fails
+    assert not {"reglu", "geglu", "swiglu"} & (acts["mlp"] | acts["cnn"])
+    counts = Counter(task.name for task, _ in study.specs())
+    assert all(n % 3 == 0 for n in counts.values())  # 3 seeds of every cell
+    # a study naming tasks but no activations takes each task's own set
+    assert Study(["cnn/digits"], seeds=1).activations_for("cnn/digits") == list(CNN_ACTIVATIONS)
+    assert Study(["depth/digits"], seeds=1).activations_for("depth/digits") == list(
+        DEFAULT_ACTIVATIONS)
+
+
+def test_quick_overrides_a_preset_and_activations_per_task():
+    (_, short), = Study(["cnn/fashion_mnist/short"], ["relu"], seeds=1).resolved_tasks()
+    (task, quick), = Study(["cnn/fashion_mnist/short"], ["relu"], seeds=1,
+                           quick=True).resolved_tasks()
+    assert short["train_size"] > quick["train_size"] and quick == {
+        **task.defaults, "dataset": "fashion_mnist", **task.quick}
+    study = Study(["tiny_fit", "tiny_diverge"], {"tiny_fit": ["relu", "elu"],
+                                                 "tiny_diverge": ["tanh"]}, seeds=2)
+    runs = {(t.name, s.activation) for t, s in study.specs()}
+    assert runs == {("tiny_fit", "relu"), ("tiny_fit", "elu"), ("tiny_diverge", "tanh")}
+    with pytest.raises(ValueError, match="task 'tiny_diverge' has no activations in the "
+                                         "study's mapping; its keys are: 'tiny_fit'"):
+        Study(["tiny_fit", "tiny_diverge"], {"tiny_fit": ["relu"]}).specs()
+
+
+def test_runs_keep_the_architecture_of_their_task(tmp_path):
+    from actlab.experiments.base import TASKS, Task, register_task
+
+    register_task(Task("tiny_convnet", study_tasks.fit_run, "accuracy", True,
+                       {"steps": 5, "lr": 0.05}, {}, "a tiny stand-in CNN", architecture="cnn"))
+    try:
+        db = tmp_path / "a.sqlite"
+        run_study(Study(["tiny_convnet", "tiny_fit"], ["relu"], seeds=1), db, workers=0,
+                  progress=False)
+        with ResultsStore(db) as store:
+            archs = {r.spec.task: r.result.artifacts["architecture"] for r in store.runs()}
+    finally:
+        del TASKS["tiny_convnet"]
+    assert archs == {"tiny_convnet": "cnn", "tiny_fit": None}
+
+
+def test_extend_command_reproduces_the_setting():
+    from actlab.experiments.base import RunSpec
+    from actlab.experiments.study import extend_command
+
+    cases = [(["cnn/fashion_mnist/short"], False, {}), (["mlp/digits"], True, {}),
+             (["char_lm/short"], False, {}), (["mlp/digits"], False, {"lr": [0.01]})]
+    for ids, quick, grid in cases:
+        (task, spec), = Study(ids, ["relu"], seeds=1, quick=quick, grid=grid).specs()
+        cmd = extend_command(task.name, spec.config, ["relu", "formula:x * tanh(x)"], 12, "a b.db")
+        args = shlex.split(cmd)
+        assert args[:4] == ["actlab", "study", "-t", ids[0]], cmd
+        assert args[args.index("--db") + 1] == "a b.db" and ("--quick" in args) == quick
+        assert "formula:x * tanh(x)" in args
+        grid_args = {args[i + 1].split("=")[0]: [float(args[i + 1].split("=")[1])]
+                     for i, a in enumerate(args) if a == "--grid"}
+        (_, again), = Study([ids[0]], ["relu"], seeds=1, quick=quick, grid=grid_args).specs()
+        assert RunSpec(task.name, "", 0, again.config).config_hash == spec.config_hash
+    (task, spec), = Study(["mlp/digits"], ["relu"], seeds=1, grid={"hidden": [[10]]}).specs()
+    assert extend_command(task.name, spec.config, ["relu"], 5, "x.db") is None  # not a CLI value

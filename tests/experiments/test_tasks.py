@@ -6,6 +6,7 @@ import gzip
 import json
 import math
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,7 +115,7 @@ def _write_idx(path, array):
     path.write_bytes(gzip.compress(header + array.astype(">u1").tobytes()))
 
 
-def test_mlp_on_mnist_files_from_data_dir(tmp_path):
+def test_mlp_on_mnist_files_from_data_dir(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     d = tmp_path / "mnist"
     d.mkdir()
@@ -123,8 +124,10 @@ def test_mlp_on_mnist_files_from_data_dir(tmp_path):
         _write_idx(d / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
     res = quick("mlp", dataset="mnist", data_dir=str(tmp_path))
     assert res.status == "ok" and res.artifacts["dataset"]["train"] == 20
-    from actlab.experiments.data import DataFileMissing
+    from actlab.experiments.data import DataFileMissing, idx
 
+    # as on a machine without Debian's copy (which would otherwise serve Fashion-MNIST)
+    monkeypatch.setitem(idx.SYSTEM_DIRS, "fashion_mnist", (tmp_path / "not-installed",))
     with pytest.raises(DataFileMissing, match="fashion_mnist file train-images-idx3-ubyte"):
         quick("cnn", dataset="fashion_mnist", data_dir=str(tmp_path / "none"))
 
@@ -151,7 +154,29 @@ def test_char_lm_beats_uniform_and_ffn_timing_reports():
     assert t.artifacts["d_hidden"] == round(2 / 3 * TASKS["ffn_timing"].quick["d_ff"])
 
 
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_the_articles_cnn_on_real_fashion_mnist(monkeypatch):
+    """The quick setting: one epoch on 2000 of the 60,000 images, scored on 1000."""
+    monkeypatch.delenv("ACTLAB_DATA_DIR", raising=False)
+    res = quick("cnn", dataset="fashion_mnist")
+    assert res.status == "ok" and res.artifacts["dataset"] == {
+        "name": "fashion_mnist", "train": 2000, "test": 1000, "input_shape": [1, 28, 28]}
+    # 10 classes: chance is 10 %; one short epoch already reaches about 70 %
+    assert res.metrics["test_accuracy"] > 0.5
+    assert res.artifacts["params"] == 32 * 9 + 32 + 64 * 32 * 9 + 64 + 64 * 7 * 7 * 128 + 128 \
+        + 128 * 10 + 10  # the article's CNN on 1x28x28: fc1 takes 64 x 7 x 7
+    assert res.artifacts["cpu_time"] > 0 and "peak_memory_mb" not in res.metrics  # CPU run
+
+
 def test_bad_configs_are_clear_errors():
+    with pytest.raises(ValueError, match=r"task 'mlp': setting train_size=0 must be an integer "
+                                         r">= 1 \(or None for all of the split\)"):
+        quick("mlp", train_size=0)
+    with pytest.raises(ValueError, match="task 'cnn': setting test_size='all' must be an integer"):
+        quick("cnn", test_size="all")
     with pytest.raises(ValueError, match="task 'mlp' has no setting 'epoch'; accepted:"):
         quick("mlp", epoch=3)
     with pytest.raises(ValueError, match="task 'cnn': setting dataset='spirals' must be one of"):
@@ -184,6 +209,12 @@ def test_parse_task_id():
     with pytest.raises(ValueError, match="presets: mlp/mnist1d/paper, cnn/mnist1d/paper, "
                                          "mlp/mnist1d/logistic"):
         parse_task_id("mlp/digits/paper")
+    assert parse_task_id("char_lm/short") == ("char_lm", tasks_module.char_lm.SHORT)
+    name, short = parse_task_id("cnn/fashion_mnist/short")
+    assert name == "cnn" and short["dataset"] == "fashion_mnist" and short["train_size"] >= 1000
+    with pytest.raises(ValueError, match="task 'char_lm' takes no dataset; use 'char_lm' alone "
+                                         "or one of its presets \\(char_lm/short\\)"):
+        parse_task_id("char_lm/digits")
     assert "mlp/mnist1d" in task_ids() and "mlp/xor" not in task_ids()
     for tid in task_ids():
         name, cfg = parse_task_id(tid)
@@ -215,3 +246,27 @@ def test_mnist1d_paper_recipe(task_id, low, high):
         for seed in range(3)
     ]
     assert low <= float(np.mean(accs)) <= high, accs
+
+
+REFERENCE_POINTS = {  # the benchmark table in Fashion-MNIST's README
+    "mlp/fashion_mnist": 0.8833,  # "MLP 256-128-100: 0.8833"
+    "cnn/fashion_mnist": 0.916,  # "2 Conv+pooling: 0.916" (TensorFlow's tutorial CNN)
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.parametrize("task_id", list(REFERENCE_POINTS))
+def test_fashion_mnist_reference_points(task_id, tmp_path, monkeypatch):
+    """The article's recipes with ReLU land within 1.5 points of the dataset's benchmark table
+    (mean of 3 seeds). The CNN's full recipe takes several minutes per seed on one thread."""
+    from actlab.experiments.store import load_results
+    from actlab.experiments.study import Study, run_study
+
+    monkeypatch.delenv("ACTLAB_DATA_DIR", raising=False)
+    db = tmp_path / "ref.sqlite"
+    summary = run_study(Study([task_id], ["relu"], seeds=3), db, workers=2, progress=False)
+    assert summary.ok == 3, summary.line()
+    accs = load_results(db)["value"]
+    assert abs(float(accs.mean()) - REFERENCE_POINTS[task_id]) <= 0.015, accs.tolist()

@@ -87,6 +87,10 @@ def test_sections_and_numbers(report_file: Path, study_db: Path) -> None:
     )
     for needle in needles:
         assert needle in text, needle
+    # one answer per architecture: the study's MLP tasks answer for the MLP, nothing else
+    assert "This study's evidence covers the MLP (depth/digits, mlp/digits)" in text
+    assert "One answer per architecture" in text and "CNN: use" not in text
+    assert "xor, ffn_timing, gradflow: diagnostics" in text and "Schedules" in text
     # the mean shown for every (task, activation) equals one computed here from the raw rows
     con = sqlite3.connect(study_db)
     rows = con.execute(

@@ -24,6 +24,8 @@ from actlab.experiments.study import DEFAULT_DB
 from actlab.recommend import Recommendation, StudyRecommendation
 
 console = Console()
+if not console.is_terminal:  # piped or captured: no terminal width to respect
+    console.width = max(console.width, 120)
 
 
 def report_progress() -> Progress:
@@ -155,20 +157,39 @@ def _print_framework(r: Recommendation) -> None:
 
 
 def _print_study(sr: StudyRecommendation) -> None:
-    console.print(f"Recommendation from {sr.db}", style="bold", markup=False)
-    console.print(sr.summary, markup=False)
+    console.print(f"Recommendation from {sr.db}", style="bold", markup=False, soft_wrap=True)
+    console.print(sr.coverage, markup=False, soft_wrap=True)
+    if sr.answers:
+        table = Table(title="One answer per architecture")
+        for col in ("architecture", "use", "confidence", "vs framework", "time vs relu",
+                    "memory vs relu", "evidence"):
+            table.add_column(col, overflow="fold")
+        for a in sr.answers:
+            cells = (a.name, a.answer or "-", a.confidence, f"{a.verdict} ({a.framework})",
+                     f"{a.time_ratio:.2f}x" if a.time_ratio is not None else "-",
+                     f"{a.memory_ratio:.2f}x" if a.memory_ratio is not None else "not measured",
+                     ", ".join(a.settings))
+            table.add_row(*(escape(c) for c in cells))
+        console.print(table)
+        for a in sr.answers:
+            console.print(f"\n[bold]{escape(a.name)}: {escape(a.answer or 'no answer')}[/bold]")
+            for line in (a.confidence_text, a.framework_text, *a.cost, *a.seeds):
+                console.print(f"  - {line}", markup=False, soft_wrap=True)
+    else:
+        console.print(sr.summary, markup=False, soft_wrap=True)
     table = Table(title="Best activation per task")
-    for col in ("task", "best", "metric", "confidence", "time vs relu"):
+    for col in ("task", "architecture", "best", "metric", "confidence", "time vs relu"):
         table.add_column(col, overflow="fold")
     for t in sr.tasks:
         cost = f"{t.time_ratio:.2f}x" if t.time_ratio is not None else "-"
-        cells = (t.setting, t.best or "-", t.metric_text, t.confidence_text, cost)
+        cells = (t.setting, t.architecture or "-", t.best or "-", t.metric_text,
+                 t.confidence_text, cost)
         table.add_row(*(escape(c) for c in cells))
     console.print(table)
     if sr.cost:
         console.print("\n[bold]Cost[/bold]")
         for line in sr.cost:
-            console.print(f"  - {line}", markup=False)
+            console.print(f"  - {line}", markup=False, soft_wrap=True)
     console.print("\n[bold]Warnings[/bold]" if sr.warnings else "\nNo warnings.")
     for line in sr.warnings:
-        console.print(f"  - {line}", markup=False)
+        console.print(f"  - {line}", markup=False, soft_wrap=True)

@@ -117,11 +117,15 @@ def study(
 ) -> None:
     """Run the grid activations x tasks x seeds; resume by re-running the same command.
 
-    With no arguments: the default study into actlab-study.sqlite. Exit status 1 when a run
-    failed (diverged runs are results, not failures); re-running retries the failed runs.
+    With no arguments: the default study into actlab-study.sqlite: the article's MLP and
+    CNN on Fashion-MNIST, the transformer (char_lm, GLU variants included), XOR, the FFN's
+    cost and gradient flow, 3 seeds. Without -a, each task runs its own set of activations
+    (the CNN the article's four, the transformer the GLU family, ...). Runs already in the
+    database are kept: --seeds 10 on the same command adds seeds 3..9. Exit status 1 when a
+    run failed (diverged runs are results, not failures); re-running retries the failed runs.
     """
     from actlab.experiments.store import ResultsStore
-    from actlab.experiments.study import DEFAULT_ACTIVATIONS, DEFAULT_TASKS, Study, run_study
+    from actlab.experiments.study import DEFAULT_TASKS, Study, run_study
 
     if list_tasks:
         _check_tasks(split(tasks))  # loads task files named with --tasks (listed too)
@@ -149,20 +153,27 @@ def study(
     if device is not None:  # worker processes read it from the environment
         os.environ["ACTLAB_DEVICE"] = str(dev)
     task_ids = split(tasks) or list(DEFAULT_TASKS)
-    act_names = activation_names(None, activations, formulas) or list(DEFAULT_ACTIVATIONS)
+    act_names = activation_names(None, activations, formulas) or None  # None: each task's own
     _check_tasks(task_ids)
-    resolve_activations(act_names)
     spec = Study(
         tasks=task_ids, activations=act_names, seeds=seeds, grid=_parse_grid(lr, grid),
         quick=quick, data_dir=data_dir, overrides={"download": True} if download else {},
         stack=stack,
     )
+    per_task = {t: spec.activations_for(t) for t in task_ids}
+    resolve_activations(list(dict.fromkeys(a for names in per_task.values() for a in names)))
+    _check_data(spec)
     n = spec.size()
     ResultsStore(db).close()  # a damaged or foreign database is refused before any run
-    console.print(
-        f"study: {len(task_ids)} task(s) x {len(act_names)} activation(s) x {seeds} seed(s)"
-        f" = {n} runs -> {db}"
-    )
+    if act_names is not None:
+        console.print(
+            f"study: {len(task_ids)} task(s) x {len(act_names)} activation(s) x {seeds} "
+            f"seed(s) = {n} runs -> {db}"
+        )
+    else:  # each task its own activations (the plan)
+        console.print(f"study: {len(task_ids)} task(s) x {seeds} seed(s) = {n} runs -> {db}")
+        for t, names in per_task.items():
+            console.print(f"  {t}: {', '.join(names)}")
     summary = run_study(
         spec, db, executor=executor, workers=workers, address=address, progress=progress
     )
@@ -178,6 +189,19 @@ def study(
         _write_report(db, report)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _check_data(spec: Any) -> None:
+    """Fail before starting when a dataset the study needs is not on this machine."""
+    from actlab.experiments.data import DataError, check_dataset
+
+    for _, cfg in spec.resolved_tasks():
+        name = cfg.get("dataset")
+        if isinstance(name, str) and not cfg.get("download"):  # --download fetches it later
+            try:
+                check_dataset(name, cfg.get("data_dir"))
+            except DataError as exc:
+                raise UserError(str(exc.args[0] if exc.args else exc)) from None
 
 
 def _list_tasks() -> None:
@@ -198,7 +222,8 @@ def _list_tasks() -> None:
     for preset, recipes in PRESETS.items():
         for name, recipe in recipes.items():
             settings = ", ".join(f"{k}={v}" for k, v in recipe.items() if k != "dataset")
-            console.print(f"preset {name}/{recipe['dataset']}/{preset}: {settings}")
+            ds = f"{recipe['dataset']}/" if recipe.get("dataset") else ""
+            console.print(f"preset {name}/{ds}{preset}: {settings}")
 
 
 def _write_report(db: Path, out: Path) -> None:
@@ -219,7 +244,7 @@ def _table(setting: str, g: Any) -> Table:
         pad_edge=False, collapse_padding=True, show_edge=False,
     )
     cols = ["#", "activation", "mean ± std", "95% CI", "n", "div", "fail", "p", "p Holm"]
-    cols += ["p Wilcoxon"] * wilcoxon + ["d_z"]
+    cols += ["p Wilcoxon"] * wilcoxon + ["d_z", "seeds needed"]
     for col in cols:
         t.add_column(col, justify="left" if col == "activation" else "right", no_wrap=True)
     for _, r in g.iterrows():
@@ -229,9 +254,35 @@ def _table(setting: str, g: Any) -> Table:
         )
         row = [str(r["rank"]), r["activation"], mean, ci, str(r["n"]), str(r["n_diverged"]),
                str(r["n_failed"]), _p(r["p_value"]), _p(r["p_holm"])]
-        row += [_p(r["p_wilcoxon"])] * wilcoxon + [format_value(r["effect_size"], 3)]
+        row += [_p(r["p_wilcoxon"])] * wilcoxon + [format_value(r["effect_size"], 3),
+                                                   _seeds(r.get("seeds_needed"))]
         t.add_row(*row)
     return t
+
+
+def _seeds(n: Any) -> str:
+    try:
+        n = float(n)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if math.isnan(n) else "never" if math.isinf(n) else str(int(n))
+
+
+def _extend_line(df: Any, g: Any, db: Path) -> str | None:
+    """The command that adds the seeds separating the best from the runner-up, if tied."""
+    from actlab.experiments.study import extend_command
+
+    if len(g) < 2:
+        return None
+    best, runner = g.iloc[0], g.iloc[1]
+    need = runner.get("seeds_needed")
+    if runner["distinguishable"] is True or not isinstance(need, float) or not math.isfinite(
+            need):
+        return None
+    cfg = df[df["config_hash"] == best["config_hash"]]["config"].iloc[0]
+    cmd = extend_command(str(best["task"]), cfg, [best["activation"], runner["activation"]],
+                         int(need), db)
+    return f"to add those seeds (finished runs are kept): {cmd}" if cmd else None
 
 
 def _p(x: Any) -> str:
@@ -285,6 +336,9 @@ def results(
     for setting, g in table.groupby("setting", sort=True):
         console.print(_table(str(setting), g))
         console.print(statements(g)[setting])
+        extend = _extend_line(df, g, db)
+        if extend:
+            console.print(extend)
         console.print()
     console.print(f"{len(df)} runs in {os.fspath(db)}")
     n_failed = int((df["status"] == "failed").sum())

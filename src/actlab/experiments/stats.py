@@ -12,7 +12,12 @@ setting per grid point) and each activation, over the seeds whose run finished `
   ``diff`` oriented so that a positive value favours the best, and the Holm-adjusted
   t-test p-value over the setting's comparisons;
 - a confidence statement: the best is called *better than* another activation only when
-  the Holm-adjusted paired t-test gives p < ``alpha``; otherwise *not distinguishable*.
+  the Holm-adjusted paired t-test gives p < ``alpha``; otherwise *not distinguishable*;
+- for every *not distinguishable* verdict, the number of seeds a paired t-test would need
+  to separate the two at 80% power (:func:`seeds_needed`, from the observed effect
+  ``d_z``), at the level Holm's procedure would test that comparison at: ``alpha / k``
+  for the comparison with the k-th largest p-value (the runner-up, whose p is usually the
+  largest, at ``alpha`` itself); the statement names the figure for the runner-up.
 
 Diverged and failed runs are counted (``n_diverged``, ``n_failed``) and shown, but left
 out of the means: a mean over the seeds that survived flatters an unstable activation,
@@ -39,12 +44,14 @@ from scipy import stats as sps
 
 ALPHA = 0.05
 MIN_WILCOXON = 6
+POWER = 0.80
+MAX_SEEDS = 10_000
 
 SUMMARY_COLUMNS = [
     "setting", "task_id", "task", "dataset", "config_hash", "metric", "higher_is_better",
     "rank", "activation", "mean", "std", "n", "ci_low", "ci_high", "n_runs", "n_diverged",
     "n_failed", "best", "n_pairs", "mean_diff", "p_value", "p_wilcoxon", "p_holm",
-    "effect_size", "distinguishable", "statement",
+    "effect_size", "distinguishable", "seeds_needed", "seeds_alpha", "statement",
 ]
 
 
@@ -121,6 +128,74 @@ def paired_compare(best: Any, other: Any, higher_is_better: bool = True) -> Pair
             warnings.simplefilter("ignore")
             p_w = float(sps.wilcoxon(a, b).pvalue)
     return Paired(n, mean_diff, p_t, p_w, mean_diff / sd)
+
+
+def paired_power(effect: float, n: Any, alpha: float = ALPHA) -> Any:
+    """Power of the two-sided paired t-test at level ``alpha`` with ``n`` pairs, for the
+    standardised effect ``d_z = mean(diff) / sd(diff)``.
+
+    The test statistic follows a noncentral t with ``n - 1`` degrees of freedom and
+    noncentrality ``d_z sqrt(n)``; the power is the probability that it falls beyond
+    ``±t(1 - alpha/2, n - 1)``. ``n`` may be an array.
+    """
+    n = np.asarray(n, dtype=float)
+    df = n - 1
+    crit = sps.t.ppf(1 - alpha / 2, df)
+    nc = abs(float(effect)) * np.sqrt(n)
+    return sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc)
+
+
+def seeds_needed(
+    effect: float, alpha: float = ALPHA, power: float = POWER, max_seeds: int = MAX_SEEDS
+) -> float:
+    """Seeds (pairs) a two-sided paired t-test needs to detect the effect ``d_z`` with the
+    given power at level ``alpha``: the smallest ``n >= 2`` with
+    :func:`paired_power` ``>= power``.
+
+    Returns ``inf`` when the effect is 0 or more than ``max_seeds`` would be needed, and NaN
+    when the effect is not a finite number (e.g. the differences had no spread). Computed
+    from an *observed* effect, it is an estimate: an effect measured on few seeds is itself
+    uncertain.
+
+    Example:
+        >>> seeds_needed(0.5)      # G*Power's paired t-test table: 34 pairs
+        34.0
+    """
+    if not 0 < alpha < 1 or not 0 < power < 1:
+        raise ValueError(f"alpha and power must be in (0, 1), got {alpha!r} and {power!r}")
+    if effect is None or not math.isfinite(effect):
+        return math.nan
+    if effect == 0:
+        return math.inf
+    lo, hi = 2, 2
+    while paired_power(effect, hi, alpha) < power:  # bracket by doubling, then bisect
+        if hi >= max_seeds:
+            return math.inf
+        lo, hi = hi, min(2 * hi, max_seeds)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if paired_power(effect, mid, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return float(hi)
+
+
+def holm_levels(pvalues: list[float], alpha: float = ALPHA) -> list[float]:
+    """The level Holm's step-down procedure tests each p-value at: ``alpha / (m - i)`` for
+    the i-th smallest of the m finite ones (0-based); a NaN p-value gets the strictest,
+    ``alpha / m``.
+
+    Example:
+        >>> holm_levels([0.01, 0.04, 0.03])
+        [0.016666666666666666, 0.05, 0.025]
+    """
+    idx = sorted((i for i, p in enumerate(pvalues) if math.isfinite(p)), key=lambda i: pvalues[i])
+    m = max(len(idx), 1)
+    out = [alpha / m] * len(pvalues)
+    for rank, i in enumerate(idx):
+        out[i] = alpha / (m - rank)
+    return out
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -258,7 +333,7 @@ def _summarize_setting(label: str, group: pd.DataFrame, alpha: float) -> list[di
         r = rows[act]
         r.update(rank=rank, best=best, n_pairs=0, mean_diff=math.nan, p_value=math.nan,
                  p_wilcoxon=math.nan, p_holm=math.nan, effect_size=math.nan,
-                 distinguishable=None)
+                 distinguishable=None, seeds_needed=math.nan, seeds_alpha=math.nan)
         if best is None or act == best:
             continue
         common = per_seed[best].index.intersection(per_seed[act].index)
@@ -267,9 +342,14 @@ def _summarize_setting(label: str, group: pd.DataFrame, alpha: float) -> list[di
                  p_wilcoxon=pc.p_wilcoxon, effect_size=pc.effect_size)
         comps.append((act, pc))
     adjusted = holm([pc.p_value for _, pc in comps])
-    for (act, _), p in zip(comps, adjusted, strict=True):
+    levels = holm_levels([pc.p_value for _, pc in comps], alpha)
+    for (act, pc), p, level in zip(comps, adjusted, levels, strict=True):
         rows[act]["p_holm"] = p
         rows[act]["distinguishable"] = bool(math.isfinite(p) and p < alpha)
+        if not rows[act]["distinguishable"] and pc.n >= 2:
+            effect = 0.0 if pc.mean_diff == 0 else pc.effect_size
+            rows[act]["seeds_needed"] = seeds_needed(effect, level)
+            rows[act]["seeds_alpha"] = level
     statement = _statement(label, metric, best, order, rows, alpha)
     for r in rows.values():
         r["statement"] = statement
@@ -325,17 +405,49 @@ def _statement(
             f"{best} is best on {label} by {what} ({head_stats}): better than every other "
             f"activation: {', '.join(cite(a) for a in better)} [{method}]{tail}."
         )
+    need = _seeds_text(best, others[0], rows[others[0]], alpha)
     if not better:
         return (
             f"{best} has the best mean {what} on {label} ({head_stats}) but is not "
             f"distinguishable from {', '.join(cite(a) for a in same)}: no winner at this "
-            f"number of seeds [{method}]{tail}."
+            f"number of seeds [{method}]{tail}.{need}"
         )
     return (
         f"{best} has the best mean {what} on {label} ({head_stats}); better than "
         f"{', '.join(cite(a) for a in better)}; not distinguishable from "
-        f"{', '.join(cite(a) for a in same)} [{method}]{tail}."
+        f"{', '.join(cite(a) for a in same)} [{method}]{tail}.{need}"
     )
+
+
+def seeds_text(best: str, other: str, row: dict[str, Any] | pd.Series,
+               alpha: float = ALPHA) -> str:
+    """How many seeds would separate ``best`` from ``other`` (a summary row of ``other``),
+    as a sentence; empty when the two are already distinguishable or no test was made."""
+    n = row["seeds_needed"]
+    if row["distinguishable"] is True or n is None or (isinstance(n, float) and math.isnan(n)):
+        return ""
+    d, k = row["effect_size"], int(row["n_pairs"])
+    if n == math.inf and not (isinstance(d, float) and math.isfinite(d) and d != 0):
+        return (f"{best} and {other} gave the same result on every seed: no number of seeds "
+                "would separate them.")
+    where = f"(observed d_z = {format_value(d, 2)} over {k} seeds)"
+    if n == math.inf:
+        return (f"Separating {best} from {other} {where} would take more than "
+                f"{MAX_SEEDS} seeds: the difference is negligible at this noise.")
+    level = row.get("seeds_alpha", alpha)
+    level = alpha if level is None or not math.isfinite(level) else float(level)
+    at = f"α={alpha:g}" if abs(level - alpha) < 1e-12 else f"Holm's level α/{alpha / level:.0f}"
+    text = (f"Separating {best} from {other} {where} would take about {int(n)} seeds for "
+            f"{POWER:.0%} power (paired t-test at {at}).")
+    if n <= k:
+        text += (f" This study has {k}: at {POWER:.0%} power a difference of this size is "
+                 "missed one time in five, so a few more seeds should settle it.")
+    return text
+
+
+def _seeds_text(best: str, other: str, row: dict[str, Any], alpha: float) -> str:
+    text = seeds_text(best, other, row, alpha)
+    return f" {text}" if text else ""
 
 
 class Statements(dict):

@@ -49,11 +49,34 @@ from actlab.experiments.executors import (
 )
 from actlab.experiments.store import ResultsStore
 
+ARTICLE_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", "mish")
+"""The activations the seed article discusses and plots."""
 # the article's activations, with its linear baseline (identity) that cannot solve XOR
-DEFAULT_ACTIVATIONS = (
-    "identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", "mish",
+DEFAULT_ACTIVATIONS = ("identity", *ARTICLE_ACTIVATIONS)
+CNN_ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu")
+"""The four activations the article compares on its CNN."""
+FFN_ACTIVATIONS = ("relu", "gelu", "reglu", "geglu", "swiglu")
+"""A transformer FFN's choices: ReLU (the original transformer), GELU (the framework's
+answer) and the three GLU variants that did best in Shazeer (2020)."""
+
+ACTIVATION_PLAN: dict[str, tuple[str, ...]] = {
+    "xor": DEFAULT_ACTIVATIONS,
+    "gradflow": DEFAULT_ACTIVATIONS,
+    "mlp": ARTICLE_ACTIVATIONS,
+    "cnn": CNN_ACTIVATIONS,
+    "char_lm": FFN_ACTIVATIONS,
+    "ffn_timing": FFN_ACTIVATIONS,
+}
+"""Activations per task name when a study names none (others get DEFAULT_ACTIVATIONS)."""
+
+# The default study: the three architectures on real data (the article's MLP and CNN on
+# Fashion-MNIST, the transformer on the pydoc text), XOR's linear baseline, the FFN's cost
+# and gradient flow; shorter schedules (the ``short`` presets) keep it within 10 minutes on 2
+# cores (see the README's "Evidence" section).
+DEFAULT_TASKS = (
+    "xor", "mlp/fashion_mnist/short", "cnn/fashion_mnist/short", "char_lm/short",
+    "ffn_timing", "gradflow",
 )
-DEFAULT_TASKS = ("xor", "mlp/digits", "mlp/mnist1d", "ffn_timing", "gradflow")
 DEFAULT_SEEDS = 3
 DEFAULT_DB = "actlab-study.sqlite"
 
@@ -137,8 +160,12 @@ class Study:
     """A grid of runs: activations x tasks x seeds x hyper-parameter grid.
 
     Args:
-        tasks: task ids, ``TASK`` or ``TASK/DATASET`` (e.g. ``"mlp/digits"``).
-        activations: activation names, aliases or ``"formula:<text>"`` keys.
+        tasks: task ids, ``TASK``, ``TASK/DATASET`` or a preset (``"mlp/digits"``,
+            ``"cnn/fashion_mnist/short"``).
+        activations: activation names, aliases or ``"formula:<text>"`` keys, run on every
+            task; or ``{task id: names}`` per task; or ``None`` (default): each task's
+            activations from :data:`ACTIVATION_PLAN` (by task name), else
+            :data:`DEFAULT_ACTIVATIONS`.
         seeds: a number N (seeds 0..N-1) or an explicit list of seeds.
         grid: hyper-parameters to cross, e.g. ``{"lr": [1e-3, 1e-2]}``; a key applies to
             the tasks whose configuration has it (others run once), and must belong to
@@ -159,7 +186,7 @@ class Study:
     """
 
     tasks: Sequence[str] = DEFAULT_TASKS
-    activations: Sequence[str] = DEFAULT_ACTIVATIONS
+    activations: Sequence[str] | Mapping[str, Sequence[str]] | None = None
     seeds: int | Sequence[int] = DEFAULT_SEEDS
     grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     quick: bool = False
@@ -177,8 +204,30 @@ class Study:
             raise ValueError("give at least one seed")
         return list(dict.fromkeys(seeds))
 
+    def activations_for(self, task_id: str) -> list[str]:
+        """The activation names this study runs on ``task_id`` (before resolution)."""
+        acts = self.activations
+        if acts is None:
+            name, _ = parse_task_id(task_id)
+            return list(ACTIVATION_PLAN.get(name, DEFAULT_ACTIVATIONS))
+        if isinstance(acts, str):
+            return [acts]
+        if isinstance(acts, Mapping):
+            if task_id not in acts:
+                raise ValueError(
+                    f"task {task_id!r} has no activations in the study's mapping; its keys "
+                    f"are: {', '.join(map(repr, acts)) or 'none'}"
+                )
+            return [str(a) for a in acts[task_id]]
+        return [str(a) for a in acts]
+
     def resolved_tasks(self) -> list[tuple[Task, dict[str, Any]]]:
-        """``(task, configuration)`` per task id, before the hyper-parameter grid."""
+        """``(task, configuration)`` per task id, before the hyper-parameter grid.
+
+        The configuration is the task's defaults, then the task id's dataset and preset,
+        then its ``quick`` overrides (with ``quick=True``: a preset made quick), then the
+        study's ``overrides``.
+        """
         tasks = load_tasks()
         if not self.tasks:
             raise ValueError("give at least one task")
@@ -200,11 +249,14 @@ class Study:
 
     def specs(self) -> list[tuple[Task, RunSpec]]:
         """Every run of the grid, seed-major (all of seed 0 first), with its task."""
-        if not self.activations:
-            raise ValueError("give at least one activation")
-        acts = list(dict.fromkeys(_activation_key(a) for a in self.activations))
         seeds = self.seed_list()
         tasks = self.resolved_tasks()
+        task_acts = []
+        for task_id in self.tasks:
+            names = self.activations_for(task_id)
+            if not names:
+                raise ValueError(f"give at least one activation (task {task_id!r} has none)")
+            task_acts.append(list(dict.fromkeys(_activation_key(a) for a in names)))
         for key in self.grid:
             if not any(key in cfg for _, cfg in tasks):
                 names = ", ".join(sorted({k for _, cfg in tasks for k in cfg}))
@@ -213,8 +265,8 @@ class Study:
                     f"their settings are: {names}"
                 )
         points = _grid_points(self.grid)
-        configs: list[tuple[Task, dict[str, Any]]] = []
-        for task, cfg in tasks:
+        configs: list[tuple[Task, dict[str, Any], list[str]]] = []
+        for (task, cfg), acts in zip(tasks, task_acts, strict=True):
             seen: set[str] = set()
             for point in points:
                 c = {**cfg, **{k: v for k, v in point.items() if k in cfg}}
@@ -223,10 +275,10 @@ class Study:
                     seen.add(rs.config_hash)
                     if task.check is not None:  # every run's settings, before any starts
                         task.check(c)
-                    configs.append((task, c))
+                    configs.append((task, c, acts))
         runs: dict[str, tuple[Task, RunSpec]] = {}
         for seed in seeds:
-            for task, cfg in configs:
+            for task, cfg, acts in configs:
                 for act in acts:
                     spec = RunSpec(task=task.name, activation=act, seed=seed, config=cfg)
                     runs.setdefault(spec.key, (task, spec))
@@ -336,6 +388,9 @@ def run_study(
                 bar_id = bar.add_task("runs", total=len(todo), status="")
                 for outcome in outcomes:
                     task = tasks_by_key[outcome.spec.key]
+                    # what the run is evidence for, kept with it (the registry may lack a
+                    # task defined in a user's script when the results are read later)
+                    outcome.result.artifacts.setdefault("architecture", task.architecture)
                     store.record(
                         outcome.spec,
                         outcome.result,
@@ -375,3 +430,90 @@ def _bar_status(s: StudySummary) -> str:
     if s.failed:
         bits.append(f"{s.failed} failed")
     return ", ".join(bits)
+
+
+def _task_id_candidates(task: str, dataset: str | None) -> list[str]:
+    base = f"{task}/{dataset}" if dataset else task
+    out = [base]
+    try:
+        from actlab.experiments.tasks import PRESETS
+    except ImportError:
+        return out
+    for preset, recipes in PRESETS.items():
+        recipe = recipes.get(task)
+        if recipe is not None and recipe.get("dataset") == (dataset or None):
+            out.append(f"{base}/{preset}")
+    return out
+
+
+def _grid_value(value: Any) -> str | None:
+    """``value`` as ``--grid KEY=VALUE`` text that parses back to it, else ``None``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str) and value and "," not in value and value not in {"true", "false"}:
+        try:
+            float(value)
+        except ValueError:
+            return value
+    return None
+
+
+def extend_command(
+    task: str,
+    config: Mapping[str, Any],
+    activations: Sequence[str],
+    seeds: int,
+    db: str | Path,
+) -> str | None:
+    """The ``actlab study`` command that adds seeds to these runs (finished runs are kept).
+
+    It names the task id (with its preset, if the stored configuration came from one),
+    ``--quick`` and ``--grid KEY=VALUE`` as needed, so that the command's runs have the
+    stored configuration's hash, and it checks that they do. ``None`` when the
+    configuration cannot be written on the command line (use :class:`Study` from Python).
+
+    Example:
+        >>> extend_command("mlp", cfg, ["relu", "gelu"], 20, "runs.sqlite")  # doctest: +SKIP
+        'actlab study -t mlp/digits -a relu -a gelu --seeds 20 --db runs.sqlite'
+    """
+    import shlex
+
+    target = RunSpec(task, "", 0, dict(config)).config_hash
+    dataset = config.get("dataset")
+    data_dir = config.get("data_dir")
+    best: tuple[int, list[str]] | None = None
+    for task_id in _task_id_candidates(task, dataset if isinstance(dataset, str) else None):
+        for quick in (False, True):
+            try:
+                study = Study([task_id], [activations[0]], seeds=1, quick=quick,
+                              data_dir=data_dir)
+                (_, cfg), = study.resolved_tasks()
+            except (ValueError, KeyError):
+                continue
+            diff = {k: v for k, v in config.items() if k != "data_dir" and cfg.get(k) != v}
+            if set(cfg) != set(config):
+                continue
+            texts = {k: _grid_value(v) for k, v in diff.items()}
+            if any(t is None for t in texts.values()):
+                continue
+            grid = {k: [v] for k, v in diff.items()}
+            check = Study([task_id], [activations[0]], seeds=1, quick=quick, grid=grid,
+                          data_dir=data_dir)
+            (_, spec), = check.specs()
+            if spec.config_hash != target:
+                continue
+            args = ["actlab", "study", "-t", task_id]
+            for act in activations:
+                args += ["-a", act]
+            args += ["--seeds", str(int(seeds)), "--db", str(db)]
+            if quick:
+                args.append("--quick")
+            for k, t in texts.items():
+                args += ["--grid", f"{k}={t}"]
+            if data_dir:
+                args += ["--data-dir", str(data_dir)]
+            if best is None or len(diff) + quick < best[0]:
+                best = (len(diff) + quick, args)
+    return None if best is None else shlex.join(best[1])

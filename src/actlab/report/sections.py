@@ -114,35 +114,35 @@ FRAMEWORK_LINE = (
 
 
 def headline(study: StudyData | None, rec: StudyRecommendation | None) -> dict[str, Any]:
-    """The first screen's recommendation box: lines, per-task items, a warning count."""
-    if rec is None or rec.overall is None:
+    """The first screen's recommendation box: what the evidence covers, one answer per
+    architecture studied, and a warning count."""
+    if rec is None or not rec.tasks:
         why = "no study results" if study is None else "no finished quality runs in the study"
         return {
             "lines": [f"From the decision framework ({why}):", FRAMEWORK_LINE],
             "points": [],
             "warning": "",
         }
-    items = []
-    for t in rec.tasks:
-        if t.best is None:
-            items.append(f"{t.setting}: no finished runs.")
-            continue
-        ci = (
-            f", 95% CI [{t.ci_low:.4g}, {t.ci_high:.4g}]"
-            if math.isfinite(t.ci_low) and math.isfinite(t.ci_high) else ""
-        )
-        items.append(f"{t.setting}: {t.best}, {t.metric_text}{ci}; {t.confidence_text}.")
     warning = ""
     if rec.warnings:
         warning = f"{len(rec.warnings)} warning(s): see the recommendation section."
-    clear = any(t.best == rec.overall and t.confidence == "clear" for t in rec.tasks)
-    first = (
-        f"Use {rec.overall}." if clear
-        else f"Tentatively {rec.overall}: it is not significantly better than the others on "
-        "any task studied, so the decision framework's defaults (ReLU for CNNs and MLPs, GELU "
-        "for transformers) are as good a choice until more seeds separate them."
-    )
-    return {"lines": [first, rec.summary], "points": items, "warning": warning}
+    if not rec.answers:
+        items = []
+        for t in rec.tasks:
+            if t.best is None:
+                items.append(f"{t.setting}: no finished runs.")
+                continue
+            items.append(f"{t.setting}: {t.best}, {t.metric_text}; {t.confidence_text}.")
+        return {"lines": [rec.coverage, rec.summary], "points": items, "warning": warning}
+    points = [f"{a.name}: {a.framework_text}" for a in rec.answers]
+    if any(a.seeds for a in rec.answers):
+        points.append("Ties: the recommendation section gives the seeds that would separate "
+                      "the best from the runner-up, and the command that adds them.")
+    return {
+        "lines": [rec.coverage, *(a.line for a in rec.answers)],
+        "points": points,
+        "warning": warning,
+    }
 
 
 # ----------------------------------------------------------------------------- recommendation
@@ -174,30 +174,141 @@ def _framework_blocks() -> list[B.Block]:
     ]
 
 
+def _answers_table(rec: StudyRecommendation) -> B.Block:
+    rows = []
+    for a in rec.answers:
+        conf_cls = {"clear": "good", "tied": "warn", "mixed": "warn"}.get(a.confidence, "bad")
+        verdict_cls = {"agrees": "good", "differs": "warn"}.get(a.verdict, "")
+        rows.append([
+            a.name, a.answer or "-", B.Cell(a.confidence, conf_cls), a.best or "-",
+            a.framework, B.Cell(a.verdict, verdict_cls),
+            f"{a.time_ratio:.2f}x" if a.time_ratio is not None else "-",
+            f"{a.memory_ratio:.2f}x" if a.memory_ratio is not None else "not measured",
+            ", ".join(a.settings),
+        ])
+    return B.table(
+        ["architecture", "use", "confidence", "best on the evidence", "framework",
+         "vs framework", f"time vs {BASELINE}", f"memory vs {BASELINE}", "evidence"],
+        rows, numeric={6},
+        caption="One answer per architecture, from that architecture's tasks only. With a "
+        "tie the framework's choice is kept when the study cannot separate it from the best. "
+        "Memory is measured on CUDA runs only.",
+    )
+
+
+def _seeds_table(study: StudyData, rec: StudyRecommendation) -> B.Block | None:
+    """Per tie: the seeds a paired t-test would need to separate best and runner-up."""
+    rows = []
+    for t in rec.tasks:
+        if t.confidence != "tied" or t.runner_up is None:
+            continue
+        r = study.summary[(study.summary["setting"] == t.setting)
+                          & (study.summary["activation"] == t.runner_up)]
+        if r.empty:
+            continue
+        r = r.iloc[0]
+        need = t.seeds_needed
+        need_text = "-" if math.isnan(need) else ("no practical number" if math.isinf(need)
+                                                   else str(int(need)))
+        rows.append([t.setting, t.best, t.runner_up, B.fmt(r["effect_size"], 2),
+                     int(r["n_pairs"]), need_text, t.extend or "-"])
+    if not rows:
+        return None
+    return B.table(
+        ["setting", "best", "runner-up", "observed d_z", "seeds now", "seeds needed",
+         "command that adds them (finished runs are kept)"],
+        rows, numeric={3, 4, 5},
+        caption="Seeds a two-sided paired t-test needs to separate the best from the runner-up "
+        "at 80% power and the study's α (noncentral t, from the observed mean difference and "
+        "its spread over seeds: an estimate, as uncertain as the effect it starts from).",
+    )
+
+
+def schedule_text(config: dict[str, Any], artifacts: dict[str, Any]) -> str:
+    """The training schedule of a run, in words (what the report prints per setting)."""
+    ds = artifacts.get("dataset") if isinstance(artifacts.get("dataset"), dict) else None
+    if "epochs" in config and ds:
+        parts = [f"{config.get('epochs')} epoch(s) on {ds.get('train')} training images"]
+        if config.get("train_size") is not None:
+            parts[0] += " (a fixed subset)"
+        parts.append(f"scored on {ds.get('test')} test images")
+        parts.append(f"batch {config.get('batch')}, {config.get('optimizer')} lr "
+                     f"{config.get('lr')}")
+        return ", ".join(parts)
+    if "steps" in config:
+        keys = [k for k in ("batch", "block", "d_model", "n_layer", "d_ff", "lr")
+                if k in config]
+        return f"{config['steps']} steps, " + ", ".join(f"{k} {config[k]}" for k in keys)
+    return ", ".join(f"{k}={v}" for k, v in sorted(config.items()) if v is not None)[:200]
+
+
+def _schedules_table(study: StudyData, rec: StudyRecommendation) -> B.Block | None:
+    rows = []
+    for t in rec.tasks:
+        srows = study.summary[study.summary["setting"] == t.setting]
+        if srows.empty:
+            continue
+        runs = [r for r in study.runs_of(srows) if r.result.status == "ok"]
+        if not runs:
+            continue
+        run = runs[0]
+        seeds = sorted({r.spec.seed for r in runs})
+        wall = [r.result.wall_time for r in runs if r.result.wall_time > 0]
+        cpu = [float(c) for r in runs
+               if isinstance(c := r.result.artifacts.get("cpu_time"), int | float)]
+        rows.append([t.setting, t.architecture or "none (diagnostic)",
+                     schedule_text(dict(run.spec.config), run.result.artifacts),
+                     len(seeds), f"{sum(wall) / len(wall):.1f}" if wall else "-",
+                     f"{sum(cpu) / len(cpu):.1f}" if cpu else "-"])
+    if not rows:
+        return None
+    return B.table(["setting", "architecture", "schedule", "seeds", "wall s per run",
+                    "CPU s per run"], rows, numeric={3, 4, 5},
+                   caption="What each setting ran (the default study uses shorter schedules "
+                   "than the article's full recipes; see the README), and its time per run "
+                   "(mean over runs; CPU seconds are the cost on a shared machine)")
+
+
 def recommendation_section(
     study: StudyData | None, rec: StudyRecommendation | None
 ) -> B.Section:
     blocks: list[B.Block] = []
     if rec is not None:
         blocks.append(B.heading("From your study"))
-        blocks.append(B.p(rec.summary))
+        blocks.append(B.p(rec.coverage))
+        if rec.answers:
+            blocks.append(_answers_table(rec))
+        for a in rec.answers:
+            blocks.append(B.heading(f"{a.name}: {a.answer or 'no answer'}"))
+            blocks.append(B.bullets([a.confidence_text[0].upper() + a.confidence_text[1:] + ".",
+                                     a.framework_text, *a.cost, *a.reasons, *a.seeds]))
         rows = []
         for t in rec.tasks:
             ci = f"[{B.fmt(t.ci_low)}, {B.fmt(t.ci_high)}]" if t.best else "-"
             conf_cls = {"clear": "good", "tied": "warn"}.get(t.confidence, "bad")
             rows.append([
-                t.setting, t.best or "-", t.metric, B.fmt(t.mean), B.fmt(t.std), ci, t.n,
-                B.Cell(t.confidence_text, conf_cls),
+                t.setting, t.architecture or "-", t.best or "-", t.metric, B.fmt(t.mean),
+                B.fmt(t.std), ci, t.n, B.Cell(t.confidence_text, conf_cls),
                 f"{t.time_ratio:.2f}x" if t.time_ratio is not None else "-",
             ])
         if rows:
+            blocks.append(B.heading("Per task"))
             blocks.append(B.table(
-                ["task", "best", "metric", "mean", "std", "95% CI", "n", "confidence",
-                 f"time vs {BASELINE}"],
-                rows, numeric={3, 4, 6, 8},
+                ["task", "architecture", "best", "metric", "mean", "std", "95% CI", "n",
+                 "confidence", f"time vs {BASELINE}"],
+                rows, numeric={4, 5, 7, 9},
                 caption="Best activation per task (means over seeds; confidence from a paired "
                 "t-test against every other activation on the same seeds, Holm-adjusted)",
             ))
+        if study is not None:
+            seeds = _seeds_table(study, rec)
+            if seeds is not None:
+                blocks.append(B.heading("How many seeds it takes"))
+                blocks.append(seeds)
+            sched = _schedules_table(study, rec)
+            if sched is not None:
+                blocks.append(B.heading("Schedules"))
+                blocks.append(sched)
         blocks.append(B.p("Confidence statements:"))
         blocks.append(B.bullets(t.statement for t in rec.tasks))
         if rec.cost:
@@ -253,21 +364,33 @@ def _ranked_table(rows: pd.DataFrame) -> B.Block:
         ]
         if wilcoxon:
             row.append(B.fmt(r["p_wilcoxon"], 2))
-        row += [B.fmt(r["effect_size"], 3), verdict]
+        row += [B.fmt(r["effect_size"], 3), _seeds_cell(r.get("seeds_needed")), verdict]
         out.append(row)
     metric = rows["metric"].iloc[0]
     cols = ["#", "activation", "mean", "std", "95% CI", "n ok/runs", "diff to best",
             "p (paired t, Holm)"]
     if wilcoxon:
         cols.append("p (Wilcoxon)")
-    cols += ["effect d_z", "verdict"]
+    cols += ["effect d_z", "seeds to separate", "verdict"]
     return B.table(
-        cols, out, numeric={0, 2, 3, 5, 6, 7, 8, 9} - ({9} if not wilcoxon else set()),
+        cols, out, numeric={0, 2, 3, 5, 6, 7, 8, 9, 10} - ({10} if not wilcoxon else set()),
         highlight=best_rows,
         caption=f"{metric} ({'higher' if hib else 'lower'} is better) over seeds. 'diff to best' "
         "and the effect size d_z are positive when the best is ahead; p-values are two-sided"
-        + ("" if wilcoxon else "; the Wilcoxon test needs at least 6 seeds") + ".",
+        + ("" if wilcoxon else "; the Wilcoxon test needs at least 6 seeds") + ". 'seeds to "
+        "separate': for a 'not distinguishable' verdict, the seeds a paired t-test would need "
+        "to separate it from the best at 80% power (from the observed d_z).",
     )
+
+
+def _seeds_cell(n: Any) -> str:
+    try:
+        n = float(n)
+    except (TypeError, ValueError):
+        return "-"
+    if math.isnan(n):
+        return "-"
+    return "no practical number" if math.isinf(n) else str(int(n))
 
 
 def _curves(runs: list[Any]) -> dict[str, dict[str, list[list[float]]]]:

@@ -2,7 +2,9 @@
 
 Offline: ``xor``, ``spirals``, ``digits`` (scikit-learn), ``mnist1d`` (generated), and the
 ``pydoc`` text for language models. From files under ``data_dir`` (optionally
-downloaded with checksum verification): ``mnist``, ``fashion_mnist``, ``cifar10``.
+downloaded with checksum verification): ``mnist``, ``fashion_mnist``, ``cifar10``; the real
+Fashion-MNIST is also found where Debian's ``dataset-fashion-mnist`` package installs it
+(``/usr/share/datasets/fashion-mnist``), with no ``data_dir``.
 
 Example:
     >>> from actlab.experiments.data import load_dataset
@@ -27,7 +29,13 @@ from actlab.experiments.data.core import (
     standardize,
 )
 from actlab.experiments.data.download import RemoteFile, fetch, file_digest
-from actlab.experiments.data.idx import load_mnist, read_idx
+from actlab.experiments.data.idx import (
+    SYSTEM_DIRS,
+    has_system_copy,
+    load_mnist,
+    locate_mnist,
+    read_idx,
+)
 from actlab.experiments.data.offline import digits, mnist1d, pydoc_text
 from actlab.experiments.data.synthetic import spirals, xor
 
@@ -36,14 +44,16 @@ FROM_FILES = ("mnist", "fashion_mnist", "cifar10")
 DATASETS = OFFLINE + FROM_FILES
 
 
-def _data_dir(name: str, data_dir: str | os.PathLike | None) -> Path:
-    chosen = data_dir or os.environ.get("ACTLAB_DATA_DIR")
-    if not chosen:
-        raise DataFileMissing(
-            f"dataset {name!r} is read from local files: name their directory with "
-            "data_dir=... (CLI: --data-dir) or $ACTLAB_DATA_DIR"
-        )
-    return Path(chosen)
+def _data_dir(name: str, data_dir: str | None) -> Path | None:
+    """The directory named for ``name``'s files; ``None`` when only a system copy can serve."""
+    if data_dir:
+        return Path(data_dir)
+    if SYSTEM_DIRS.get(name):
+        return None  # load_mnist searches the system directories (and says how to get them)
+    raise DataFileMissing(
+        f"dataset {name!r} is read from local files: name their directory with "
+        "data_dir=... (CLI: --data-dir) or $ACTLAB_DATA_DIR"
+    )
 
 
 @functools.lru_cache(maxsize=4)
@@ -63,6 +73,32 @@ def _load(name: str, data_dir: str | None, download: bool, options: tuple) -> Da
     return load_cifar10(path, download=download, **kw)
 
 
+def _key(name: str) -> str:
+    key = str(name).strip().lower().replace("-", "_")
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; accepted: {', '.join(DATASETS)}")
+    return key
+
+
+def check_dataset(name: str, data_dir: str | os.PathLike | None = None) -> None:
+    """Raise the loader's error now if ``name``'s files cannot be found (reads no data).
+
+    Offline datasets always pass; ``mnist`` / ``fashion_mnist`` are looked up as
+    :func:`load_dataset` would (``data_dir``, ``$ACTLAB_DATA_DIR``, then the system copy).
+
+    Raises:
+        ValueError: unknown name. DataFileMissing: the files are not there (the message
+            says how to get them).
+    """
+    key = _key(name)
+    if key in OFFLINE:
+        return
+    chosen = data_dir if data_dir is not None else os.environ.get("ACTLAB_DATA_DIR") or None
+    path = _data_dir(key, None if chosen is None else os.fspath(chosen))
+    if key in ("mnist", "fashion_mnist"):
+        locate_mnist(path, key)
+
+
 def load_dataset(
     name: str,
     data_dir: str | os.PathLike | None = None,
@@ -75,7 +111,8 @@ def load_dataset(
     Args:
         name: one of :data:`DATASETS`.
         data_dir: directory of local files (``mnist``, ``fashion_mnist``, ``cifar10``);
-            default ``$ACTLAB_DATA_DIR``.
+            default ``$ACTLAB_DATA_DIR``. Both are searched before the system copy of
+            Fashion-MNIST (Debian's ``dataset-fashion-mnist``), which needs neither.
         download: fetch missing files (checksum-verified); needs a network.
         device: move the tensors there (default: stay on the CPU).
         **options: loader options, e.g. ``split_seed=1`` for digits.
@@ -83,12 +120,11 @@ def load_dataset(
     Raises:
         ValueError: unknown name. DataError / DataFileMissing: missing or corrupt files.
     """
-    key = str(name).strip().lower().replace("-", "_")
-    if key not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; accepted: {', '.join(DATASETS)}")
+    key = _key(name)
+    chosen = data_dir if data_dir is not None else os.environ.get("ACTLAB_DATA_DIR") or None
     ds = _load(
         key,
-        os.fspath(data_dir) if data_dir is not None else None,
+        os.fspath(chosen) if chosen is not None else None,
         bool(download),
         tuple(sorted(options.items())),
     )
@@ -105,12 +141,15 @@ __all__ = [
     "RemoteFile",
     "TextData",
     "cache_dir",
+    "check_dataset",
     "digits",
     "fetch",
     "file_digest",
+    "has_system_copy",
     "load_cifar10",
     "load_dataset",
     "load_mnist",
+    "locate_mnist",
     "mnist1d",
     "pydoc_text",
     "read_batch",

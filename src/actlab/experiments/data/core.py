@@ -70,6 +70,35 @@ class Dataset:
             y_test=self.y_test.to(device),
         )
 
+    def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> Dataset:
+        """A fixed random subset of each split (``None``, or a size >= the split: all of it).
+
+        The images are drawn without replacement by a generator seeded with ``seed`` and
+        kept in their original order, so every run that asks for the same sizes sees the
+        same images, whatever its own seed (paired comparisons stay paired). The
+        normalisation is the full training split's.
+
+        Example:
+            >>> load_dataset("digits").subset(train=100).y_train.shape
+            torch.Size([100])
+        """
+        out = self
+        for split, size in (("train", train), ("test", test)):
+            if size is None:
+                continue
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ValueError(f"{split} subset size must be an integer >= 1, got {size!r}")
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if size >= len(y):
+                continue
+            gen = torch.Generator().manual_seed(int(seed))
+            idx = torch.randperm(len(y), generator=gen)[:size].sort().values.to(y.device)
+            out = replace(out, **{f"x_{split}": x[idx], f"y_{split}": y[idx]})
+        if out is not self:
+            out = replace(out, info={**self.info, "subset": {"train": train, "test": test,
+                                                             "seed": int(seed)}})
+        return out
+
     def __repr__(self) -> str:
         return (
             f"Dataset({self.name}, train={len(self.y_train)}, test={len(self.y_test)}, "

@@ -34,6 +34,22 @@ SUBDIRS = {
     "fashion_mnist": ("fashion_mnist", "fashion-mnist", "FashionMNIST/raw", "FashionMNIST"),
 }
 
+#: Where a system package installs the files: searched after ``data_dir``. Debian's
+#: ``dataset-fashion-mnist`` puts the real Fashion-MNIST (the four IDX files, gzipped) here.
+SYSTEM_DIRS: dict[str, tuple[Path, ...]] = {
+    "mnist": (),
+    "fashion_mnist": (Path("/usr/share/datasets/fashion-mnist"),),
+}
+
+#: How to get the files, for the error message of a missing dataset.
+HOW_TO_GET = {
+    "mnist": "download the four IDX files from https://ossci-datasets.s3.amazonaws.com/mnist/, "
+    "a mirror of http://yann.lecun.com/exdb/mnist/,",
+    "fashion_mnist": "install the Debian package dataset-fashion-mnist (apt-get install "
+    "dataset-fashion-mnist puts the files in /usr/share/datasets/fashion-mnist) or download "
+    "the four IDX files from https://github.com/zalandoresearch/fashion-mnist",
+}
+
 _MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 _FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 SOURCES: dict[str, dict[str, RemoteFile]] = {
@@ -118,48 +134,76 @@ def _find(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def _candidates(data_dir: Path, variant: str) -> list[Path]:
-    return [data_dir / sub for sub in SUBDIRS[variant]] + [data_dir]
+def _candidates(data_dir: Path | None, variant: str) -> list[Path]:
+    named = [] if data_dir is None else [data_dir / sub for sub in SUBDIRS[variant]] + [data_dir]
+    return named + list(SYSTEM_DIRS.get(variant, ()))
 
 
-def load_mnist(
-    data_dir: str | Path,
+def has_system_copy(variant: str) -> bool:
+    """Whether a system package installed ``variant``'s files (e.g. Debian's Fashion-MNIST)."""
+    stem = IDX_FILES["train_images"]
+    return any(_find(d, stem) for d in SYSTEM_DIRS.get(variant, ()))
+
+
+def locate_mnist(
+    data_dir: str | Path | None,
     variant: str = "mnist",
     download: bool = False,
     sources: dict[str, RemoteFile] | None = None,
-) -> Dataset:
-    """MNIST or Fashion-MNIST from the four standard IDX files under ``data_dir``.
-
-    Looked up in ``data_dir/<variant>`` (``mnist``, ``fashion_mnist``; also torchvision's
-    ``MNIST/raw``, ``FashionMNIST/raw``) and in ``data_dir`` itself, each file with or
-    without ``.gz``. Images are scaled to [0, 1] and standardised with the training
-    split's mean and std; ``x``: ``(N, 1, 28, 28)``.
-
-    Args:
-        download: fetch missing files (with MD5 verification) into ``data_dir/<variant>``.
-        sources: override the download locations (tests, mirrors).
+) -> Path:
+    """The directory holding ``variant``'s IDX files (see :func:`load_mnist` for the search).
 
     Raises:
-        DataFileMissing / DataError: a file is missing or corrupt (the message names it).
+        DataFileMissing: not found; the message lists where it looked and how to get it.
     """
     if variant not in SUBDIRS:
         raise ValueError(f"unknown IDX dataset {variant!r}; accepted: {', '.join(SUBDIRS)}")
-    data_dir = Path(data_dir).expanduser()
+    data_dir = None if data_dir is None else Path(data_dir).expanduser()
     stem = IDX_FILES["train_images"]
     found = next((d for d in _candidates(data_dir, variant) if _find(d, stem)), None)
-    if found is None and download:
+    if found is None and download and data_dir is not None:
         found = data_dir / SUBDIRS[variant][0]
         for key, remote in (sources or SOURCES[variant]).items():
             if _find(found, IDX_FILES[key]) is None:
                 fetch(remote, found)
     if found is None:
         where = ", ".join(str(d) for d in _candidates(data_dir, variant))
+        into = f"{data_dir / variant}" if data_dir is not None else f"DIR/{variant}"
+        pass_dir = "" if data_dir is not None else " and pass data_dir=DIR (CLI: --data-dir DIR)"
         raise DataFileMissing(
-            f"{variant} file {stem}[.gz] was not found in {where}; put the four IDX files "
-            f"({', '.join(IDX_FILES.values())}, gzipped or not) in {data_dir / variant} or "
-            "download them (needs a network): `actlab study --download`, or download=True "
-            "in Python"
+            f"{variant} file {stem}[.gz] was not found in {where}; to get it, "
+            f"{HOW_TO_GET[variant]} ({', '.join(IDX_FILES.values())}, gzipped or not) into "
+            f"{into}{pass_dir}, or download them with a data directory (needs a network): "
+            "`actlab study --download`, or download=True in Python"
         )
+    return found
+
+
+def load_mnist(
+    data_dir: str | Path | None,
+    variant: str = "mnist",
+    download: bool = False,
+    sources: dict[str, RemoteFile] | None = None,
+) -> Dataset:
+    """MNIST or Fashion-MNIST from the four standard IDX files.
+
+    Looked up in ``data_dir/<variant>`` (``mnist``, ``fashion_mnist``; also torchvision's
+    ``MNIST/raw``, ``FashionMNIST/raw``), in ``data_dir`` itself, then in the directories
+    of :data:`SYSTEM_DIRS` (Debian's ``dataset-fashion-mnist`` installs the real
+    Fashion-MNIST in ``/usr/share/datasets/fashion-mnist``), each file with or without
+    ``.gz``; ``data_dir=None`` searches only the system directories. Images are scaled to
+    [0, 1] and standardised with the training split's mean and std; ``x``:
+    ``(N, 1, 28, 28)``.
+
+    Args:
+        download: fetch missing files (with MD5 verification) into ``data_dir/<variant>``.
+        sources: override the download locations (tests, mirrors).
+
+    Raises:
+        DataFileMissing / DataError: a file is missing or corrupt (the message names it
+            and says how to get the dataset).
+    """
+    found = locate_mnist(data_dir, variant, download=download, sources=sources)
     arrays = {}
     for key, name in IDX_FILES.items():
         path = _find(found, name)

@@ -14,8 +14,8 @@ gradflow   gradient-norm ratio through depth at initialisation        abs_log10_
 
 Task ids on the command line: ``TASK`` or ``TASK/DATASET`` (``mlp/mnist1d``), and
 ``mlp/mnist1d/paper`` / ``cnn/mnist1d/paper`` / ``mlp/mnist1d/logistic`` for the MNIST-1D
-paper's recipe and baselines; see
-:func:`parse_task_id`.
+paper's recipe and baselines; ``mlp/fashion_mnist/short``, ``cnn/fashion_mnist/short`` and
+``char_lm/short`` for the default study's shorter schedules; see :func:`parse_task_id`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,18 @@ DATASET_TASKS: dict[str, tuple[str, ...]] = {
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": classify.PAPER_RECIPES,
     "logistic": {"mlp": classify.LOGISTIC_RECIPE},
+    "short": {**classify.SHORT_RECIPES, "char_lm": char_lm.SHORT},
 }
+
+
+def preset_ids() -> list[str]:
+    """Every preset task id, e.g. ``mlp/mnist1d/paper``, ``char_lm/short``."""
+    out = []
+    for preset, recipes in PRESETS.items():
+        for task, recipe in recipes.items():
+            ds = recipe.get("dataset")
+            out.append(f"{task}/{ds}/{preset}" if ds else f"{task}/{preset}")
+    return out
 
 
 def task_ids() -> list[str]:
@@ -57,7 +68,8 @@ def parse_task_id(task_id: str) -> tuple[str, dict[str, Any]]:
 
     ``"xor"`` -> ``("xor", {})``; ``"mlp/digits"`` -> ``("mlp", {"dataset": "digits"})``;
     ``"cnn/mnist1d/paper"`` -> ``("cnn", {"dataset": "mnist1d", "arch": "mnist1d_paper",
-    "lr": 0.01, "batch": 100, "epochs": 150})`` (the MNIST-1D paper's recipe).
+    "lr": 0.01, "batch": 100, "epochs": 150})`` (the MNIST-1D paper's recipe);
+    ``"char_lm/short"`` -> ``("char_lm", {...})`` (a preset of a task without a dataset).
 
     Raises:
         ValueError: unknown task, dataset or preset (the message lists the accepted ones).
@@ -69,7 +81,14 @@ def parse_task_id(task_id: str) -> tuple[str, dict[str, Any]]:
     if len(parts) == 1:
         return name, {}
     if name not in DATASET_TASKS:
-        raise ValueError(f"task {name!r} takes no dataset; use {name!r} alone (got {task_id!r})")
+        recipe = PRESETS.get(parts[1].lower(), {}).get(name)
+        if len(parts) == 2 and recipe is not None and "dataset" not in recipe:
+            return name, dict(recipe)
+        raise ValueError(
+            f"task {name!r} takes no dataset; use {name!r} alone or one of its presets "
+            f"({', '.join(p for p in preset_ids() if p.startswith(name + '/')) or 'none'}); "
+            f"got {task_id!r}"
+        )
     dataset = parts[1].lower().replace("-", "_")
     if dataset not in DATASET_TASKS[name]:
         raise ValueError(
@@ -82,9 +101,8 @@ def parse_task_id(task_id: str) -> tuple[str, dict[str, Any]]:
     preset = parts[2].lower()
     recipe = PRESETS.get(preset, {}).get(name)
     if len(parts) > 3 or recipe is None or recipe.get("dataset") != dataset:
-        valid = [f"{t}/{r['dataset']}/{p}" for p, rs in PRESETS.items() for t, r in rs.items()]
-        raise ValueError(f"unknown task id {task_id!r}; presets: {', '.join(valid)}")
+        raise ValueError(f"unknown task id {task_id!r}; presets: {', '.join(preset_ids())}")
     return name, {**overrides, **recipe}
 
 
-__all__ = ["DATASET_TASKS", "PRESETS", "parse_task_id", "task_ids"]
+__all__ = ["DATASET_TASKS", "PRESETS", "parse_task_id", "preset_ids", "task_ids"]

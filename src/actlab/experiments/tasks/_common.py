@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import torch
 
 from actlab.experiments.base import RunResult, RunSpec
 from actlab.experiments.train import FitResult
@@ -155,3 +156,23 @@ def stackable(spec: RunSpec) -> bool:
     from actlab.experiments.stacked import can_stack
 
     return can_stack(spec.activation)
+
+
+def reset_peak_memory(device: torch.device) -> int:
+    """Start measuring peak memory on ``device``; returns the bytes allocated now (the data
+    and the model), the baseline for :func:`peak_memory_metrics`. CUDA only (0 elsewhere)."""
+    if device.type != "cuda":
+        return 0
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    return int(torch.cuda.memory_allocated(device))
+
+
+def peak_memory_metrics(device: torch.device, baseline: int = 0) -> dict[str, float]:
+    """``{"peak_memory_mb": ...}``: the most memory allocated on ``device`` since
+    :func:`reset_peak_memory`, above ``baseline`` (activations saved for backward,
+    gradients, optimiser state). CUDA only: the CPU allocator keeps no such count, so there
+    the result is empty rather than a guess."""
+    if device.type != "cuda":
+        return {}
+    return {"peak_memory_mb": (torch.cuda.max_memory_allocated(device) - baseline) / 2**20}

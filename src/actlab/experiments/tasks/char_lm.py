@@ -25,6 +25,8 @@ from actlab.experiments.tasks._common import (
     check_group,
     integer,
     number,
+    peak_memory_metrics,
+    reset_peak_memory,
     resolve_config,
     stackable,
     to_run_result,
@@ -55,6 +57,10 @@ QUICK = {
     "eval_every": 10,
     "eval_batches": 2,
 }
+
+# The default study's schedule (task id ``char_lm/short``): the same model and data, fewer
+# steps; see the README's "Evidence" section for how its ranking compares with the default.
+SHORT = {"steps": 300, "eval_every": 100}
 
 SCHEMA = {
     **{k: integer(1) for k in ("steps", "batch", "block", "d_model", "n_layer", "n_head", "d_ff",
@@ -135,14 +141,19 @@ def _options(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(spec: RunSpec, device: torch.device) -> RunResult:
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     cfg, text = _setup(spec, device)
     model = _model(spec, cfg, text, device)
+    memory_baseline = reset_peak_memory(device)
     fit = fit_lm(model, text, seed=spec.seed, **_options(cfg))
     result = to_run_result(
         fit, {"config": cfg, "params": count_params(model), "vocab_size": text.vocab_size}
     )
+    if result.metrics:
+        result.metrics.update(peak_memory_metrics(device, memory_baseline))
     result.wall_time = time.perf_counter() - start
+    # CPU seconds of this process: the cost of the run even on a shared, busy machine
+    result.artifacts["cpu_time"] = time.process_time() - cpu_start
     return result
 
 
@@ -150,18 +161,20 @@ def run_group(specs: list[RunSpec], device: torch.device) -> list[RunResult]:
     """Seeds of one ``char_lm`` cell as one stacked model (see :func:`run`)."""
     from actlab.experiments.train_stacked import fit_lm_stacked
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     check_group(specs)
     cfg, text = _setup(specs[0], device)
     models = [_model(spec, cfg, text, device) for spec in specs]
     fits = fit_lm_stacked(models, text, [s.seed for s in specs], **_options(cfg))
     wall = (time.perf_counter() - start) / len(specs)
+    cpu = (time.process_time() - cpu_start) / len(specs)
     results = []
     for fit, model in zip(fits, models, strict=True):
         result = to_run_result(
             fit, {"config": cfg, "params": count_params(model), "vocab_size": text.vocab_size}
         )
         result.wall_time = wall
+        result.artifacts["cpu_time"] = cpu  # each seed's share of the group's CPU time
         results.append(result)
     return results
 
