@@ -399,7 +399,7 @@ class TaskChoice:
         if self.confidence == "tied":
             return "not distinguishable from " + ", ".join(self.tied_with)
         if self.confidence == "untested":
-            return "untested: fewer than 2 paired seeds"
+            return "untested: one activation, or fewer than 2 paired seeds"
         return "no finished runs"
 
     @property
@@ -470,7 +470,7 @@ class ArchitectureAnswer:
             "tied": "tied: the study cannot separate it from "
             + (", ".join(self.tied_with) or "the others"),
             "mixed": "mixed: the settings of this architecture disagree",
-            "untested": "untested: fewer than 2 paired seeds",
+            "untested": "untested: one activation, or fewer than 2 paired seeds",
         }.get(self.confidence, "no finished runs")
 
     @property

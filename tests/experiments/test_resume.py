@@ -130,3 +130,30 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     finished = _finished(db)
     assert 2 <= len(finished) < 30
     assert len(log.read_text().splitlines()) - len(finished) <= 2  # only in-flight runs lost
+
+
+def _sigint_disposition(queue) -> None:  # runs in a spawned process, before anything else
+    queue.put(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+
+
+def test_workers_spawned_under_ctrl_c_held_ignore_it_from_the_start():
+    # a worker still importing torch when Ctrl-C reaches the process group must not
+    # print a traceback: it inherits an ignored SIGINT from the parent's spawn
+    import multiprocessing
+
+    from actlab.experiments.executors import _ctrl_c_held
+
+    ctx = multiprocessing.get_context("spawn")
+    seen = []
+    for held in (True, False):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_sigint_disposition, args=(queue,))
+        if held:
+            with _ctrl_c_held():
+                proc.start()
+        else:
+            proc.start()
+        seen.append(queue.get(timeout=60))
+        proc.join(timeout=60)
+    assert seen == [True, False]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

@@ -297,3 +297,17 @@ def test_report_on_tracked_runs(tmp_path):
     write_report(db, out)
     html = out.read_text()
     assert "my_loop" in html and "train_loss" in html and "relu" in html and "tanh" in html
+
+
+def test_a_task_that_workers_cannot_import_is_refused_before_the_study(tmp_path, forget_tasks):
+    def local(activation, seed, config):  # nested: spawn workers cannot import it again
+        return {"score": 1.0}
+
+    task(metric="score", higher_is_better=True, name="local_task")(local)
+    db = tmp_path / "s.sqlite"
+    with pytest.raises(ValueError, match=r"'local_task' cannot be sent to worker processes.*"
+                       r"workers=0"):
+        run_study(Study(["local_task"], ["relu"], seeds=1), db, workers=1)
+    assert not db.exists() or load_results(db).empty  # nothing ran
+    summary = run_study(Study(["local_task"], ["relu"], seeds=1), db, workers=0)  # in-process
+    assert summary.ok == 1

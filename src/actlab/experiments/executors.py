@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import pickle
 import platform
 import re
 import signal
@@ -228,6 +229,30 @@ def execute_job(job: Job) -> list[Outcome]:
     return [execute(spec, job.run) for spec in job.specs]
 
 
+def _check_sendable(jobs: list[Job]) -> None:
+    """Check that every task's run function can travel to ``spawn`` workers (pickled by
+    reference; Ray's cloudpickle ships functions by value and needs no check).
+
+    Raises:
+        ValueError: a run function cannot be pickled (a task defined in code that worker
+            processes cannot import again: ``exec``, a lambda, a nested function).
+    """
+    seen: set[str] = set()
+    for job in jobs:
+        if job.spec.task in seen:
+            continue
+        seen.add(job.spec.task)
+        try:
+            pickle.dumps((job.run, job.run_group))
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            raise ValueError(
+                f"task {job.spec.task!r} cannot be sent to worker processes "
+                f"({type(exc).__name__}: {exc}); define its function with `def` at the top "
+                "level of a script or module, put it in a file and pass "
+                "'path/to/file.py:function' as the task, or run with workers=0"
+            ) from None
+
+
 def _user_activations(jobs: list[Job]) -> bytes:
     """The user-registered activations the jobs name, pickled for the workers."""
     from actlab.catalog.registry import export_user
@@ -240,6 +265,7 @@ def _init_worker(user: bytes = b"") -> None:
     ignore Ctrl-C (the parent stops workers), and exit when the parent dies (a study
     killed with SIGKILL leaves no orphans)."""
     global _PARENT, _IMPORT_ERROR
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already ignored since spawn (see _fill)
     from actlab.catalog.registry import import_user
 
     try:
@@ -247,7 +273,6 @@ def _init_worker(user: bytes = b"") -> None:
     except Exception as exc:  # reported by the runs that need them (see below)
         _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
     torch.set_num_threads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _PARENT = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(_PARENT,), daemon=True).start()
 
@@ -341,6 +366,7 @@ class LocalExecutor:
             for job in jobs:
                 yield from execute_job(job)
             return
+        _check_sendable(jobs)
         user = _user_activations(jobs)
         queue: deque[Job] = deque(jobs)
         suspects: deque[Job] = deque()  # in flight when a worker died: re-run one at a time
@@ -411,15 +437,36 @@ def _fill(
     procs: list[multiprocessing.process.BaseProcess],
 ) -> None:
     """Submit jobs until ``workers`` are in flight (suspects: one at a time, alone)."""
-    if suspects:
-        if not running:
-            job = suspects.popleft()
-            running[pool.submit(_execute_in_worker, job)] = job
-    else:
-        while queue and len(running) < workers:
-            job = queue.popleft()
-            running[pool.submit(_execute_in_worker, job)] = job
+    with _ctrl_c_held():
+        if suspects:
+            if not running:
+                job = suspects.popleft()
+                running[pool.submit(_execute_in_worker, job)] = job
+        else:
+            while queue and len(running) < workers:
+                job = queue.popleft()
+                running[pool.submit(_execute_in_worker, job)] = job
     procs.extend(p for p in _processes(pool) if p not in procs)
+
+
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Ignore SIGINT while ``submit`` may spawn workers.
+
+    A spawned worker inherits an ignored SIGINT (a handler or a blocked mask is not
+    inherited), so a Ctrl-C that reaches the whole process group while the worker is
+    still importing torch no longer prints a traceback from the import;
+    :func:`_init_worker` keeps it ignored. The window in the parent is the fork and exec
+    of the workers (milliseconds); a Ctrl-C outside it interrupts the study as usual.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be changed from the main thread
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _start_pool(workers: int, user: bytes) -> ProcessPoolExecutor:
