@@ -69,16 +69,6 @@ def commands() -> list[tuple[int, str]]:
 QUICK: dict[str, str] = {
     "actlab study": "actlab study --quick --seeds 1",
     "actlab audit": "actlab audit relu gelu mish --dtype float32",
-    "actlab study --tasks cnn/mnist1d/paper --activations relu --seeds 3":
-        "actlab study --tasks cnn/mnist1d/paper --activations relu --seeds 1 --quick",
-    "actlab study --tasks mlp/mnist --data-dir '~/data' --grid epochs=5":
-        "actlab study --tasks mlp/mnist --data-dir '~/data' --grid epochs=1",
-    "actlab study --quick -t mlp/mnist1d -a relu,gelu --seeds 4 --workers 1 --db stacked.sqlite":
-        "actlab study --quick -t mlp/mnist1d -a relu --seeds 2 --workers 1 --db stacked.sqlite",
-    "actlab study --quick -t mlp/mnist1d -a relu,gelu --seeds 4 --workers 1 --db alone.sqlite"
-    " --no-stack":
-        "actlab study --quick -t mlp/mnist1d -a relu --seeds 2 --workers 1 --db alone.sqlite"
-        " --no-stack",
     "actlab study -t cnn/fashion_mnist/short -a elu -a gelu --seeds 8":
         "actlab study -t cnn/fashion_mnist/short -a elu --seeds 1 --quick",
     "actlab bench mish gelu tanh --size '2**24'":
@@ -92,8 +82,21 @@ CAPPED: dict[str, str] = {
         "python benchmarks/fashion_reference.py --db fashion-ref.sqlite --tasks mlp -a relu"
         " --seeds 1",
 }
-# Commands run only in the slow test (in full, or as in CAPPED), with the reason
+# Commands run only in the slow test (in full, or as in CAPPED), with the reason. Studies
+# that other tests already run end to end are here, to keep the default suite short; so
+# are the README's scripts (blocks with ``if __name__ == "__main__":``), which the default
+# test only compiles.
 SLOW_ONLY: dict[str, str] = {
+    "actlab study --tasks mlp/digits -a relu -a 'formula:x * tanh(softplus(x))' --db runs.sqlite":
+        "a study with a formula (test_cli_study.py)",
+    "actlab study --tasks cnn/mnist1d/paper --activations relu --seeds 3":
+        "a paper preset (test_tasks.py)",
+    "actlab study --tasks mlp/mnist --data-dir '~/data' --grid epochs=5":
+        "MNIST from IDX files (test_data.py, test_tasks.py)",
+    "actlab study --quick -t mlp/mnist1d -a relu,gelu --seeds 4 --workers 1 --db stacked.sqlite":
+        "stacked seeds (test_stacked.py, test_grouping.py)",
+    "actlab study --quick -t mlp/mnist1d -a relu,gelu --seeds 4 --workers 1 --db alone.sqlite"
+    " --no-stack": "one by one (test_grouping.py)",
     "python benchmarks/fashion_reference.py --db fashion-ref.sqlite --short":
         "trains the full MLP recipe (half a minute, capped)",
     "actlab study --tasks xor --executor ray --address 10.0.0.5:6379":
@@ -190,6 +193,9 @@ def _walk(scratch: Path, monkeypatch, slow: bool) -> None:
     for block in blocks():
         if block.lang == "python" and 'if __name__ == "__main__":' in block.text:
             # a script (worker processes re-import it): run it as one, as a reader must
+            compile(block.text, f"README.md:{block.line}", "exec")
+            if not slow:
+                continue
             script = scratch / f"readme_{block.line}.py"
             script.write_text(block.text)
             done = subprocess.run([sys.executable, script.name], cwd=scratch, timeout=1800,
