@@ -88,12 +88,13 @@ def test_profiler_sees_the_saved_bytes(impl):
     """Cross-check of the two measures: after a forward, the profiler's running sum of
     allocations is exactly what autograd saved (without the batch and the weights, which
     existed before) plus the output."""
-    from actlab.bench.memory import HandModule, _swap, profiled
+    from actlab.bench.memory import HandModule, profiled
+    from actlab.bench.modules import swap_activations
 
     x = torch.randn(256, 64)
     model = _mlp(impl.split()[-1])
     if impl.startswith("hand"):
-        model = _swap(model, lambda: HandModule(actlab.get("mish")))
+        model = swap_activations(model, lambda: HandModule(actlab.get("mish")))
     out = []
     _, held = profiled(lambda: out.append(model(x)))
     # the batch does not require grad: the first layer keeps x but not its weight

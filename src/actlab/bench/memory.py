@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -37,7 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from actlab.bench.hand import hand_formula
-from actlab.catalog import Activation, ActivationModule, get
+from actlab.bench.modules import swap_activations
+from actlab.catalog import Activation, get
 
 
 def saved_bytes(fn: Callable[[Tensor], Any], x: Tensor, *, detach: bool = True) -> int:
@@ -179,15 +179,6 @@ class HandModule(nn.Module):
         return self.name
 
 
-def _swap(model: nn.Module, make: Callable[[], nn.Module]) -> nn.Module:
-    model = copy.deepcopy(model)
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, ActivationModule):
-                setattr(parent, name, make())
-    return model
-
-
 #: where Debian's dataset-fashion-mnist package puts the real files
 DEBIAN_DATA = "/usr/share/datasets"
 
@@ -316,7 +307,7 @@ def bench_memory(
             torch.manual_seed(0)
             base, x, loss, data = MEMORY_MODELS[model_name](act, sizes[model_name], dev)
             for impl, make in _variants(act, impls).items():
-                model = _swap(base, make).to(dev)
+                model = swap_activations(base, make).to(dev)
                 m = step_memory(model, x, loss)
                 row = MemoryRow(model_name, act.name, impl, sizes[model_name], m.before,
                                 m.step_peak, m.saved, data)

@@ -354,6 +354,22 @@ def lm_loss(model: nn.Module, ids: Tensor, block: int, batch_size: int, batches:
     return float(total) / batches
 
 
+def check_lm_args(text: TextData, block_size: int, steps: int, batch_size: int,
+                  eval_every: int) -> None:
+    """The checks :func:`fit_lm` (and its stacked form) make before training.
+
+    Raises:
+        ValueError: a count below 1, or a text too short for one window.
+    """
+    if steps < 1 or batch_size < 1 or eval_every < 1:
+        raise ValueError(
+            f"steps, batch_size and eval_every must be >= 1, got {steps}, {batch_size}, "
+            f"{eval_every}"
+        )
+    if min(len(text.train), len(text.val)) <= block_size + 1:
+        raise ValueError(f"the text is shorter than block_size + 2 = {block_size + 2} characters")
+
+
 def fit_lm(
     model: nn.Module,
     text: TextData,
@@ -374,13 +390,7 @@ def fit_lm(
     last evaluation), ``val_loss`` (fixed windows of ``text.val``) and ``step``. Metrics:
     ``val_loss`` (nats per character) and ``val_bpc`` (bits per character).
     """
-    if steps < 1 or batch_size < 1 or eval_every < 1:
-        raise ValueError(
-            f"steps, batch_size and eval_every must be >= 1, got {steps}, {batch_size}, "
-            f"{eval_every}"
-        )
-    if min(len(text.train), len(text.val)) <= block_size + 1:
-        raise ValueError(f"the text is shorter than block_size + 2 = {block_size + 2} characters")
+    check_lm_args(text, block_size, steps, batch_size, eval_every)
     start = time.perf_counter()
     device = text.train.device
     opt = make_optimizer(model, optimizer, lr)

@@ -39,6 +39,7 @@ from actlab.experiments.train import (
     _windows,
     batch_sizes,
     check_dead_every,
+    check_lm_args,
     final_metrics,
     make_optimizer,
 )
@@ -235,13 +236,7 @@ def fit_lm_stacked(
     Returns one ``FitResult`` per seed, in order.
     """
     seeds = _check_seeds(models, seeds)
-    if steps < 1 or batch_size < 1 or eval_every < 1:
-        raise ValueError(
-            f"steps, batch_size and eval_every must be >= 1, got {steps}, {batch_size}, "
-            f"{eval_every}"
-        )
-    if min(len(text.train), len(text.val)) <= block_size + 1:
-        raise ValueError(f"the text is shorter than block_size + 2 = {block_size + 2} characters")
+    check_lm_args(text, block_size, steps, batch_size, eval_every)
     start = time.perf_counter()
     device = text.train.device
     model = stack_models(models)
