@@ -22,9 +22,9 @@ from actlab.experiments.store import ResultsStore, StoreError
 def _error(capsys, argv: list[str], status: int = 2) -> str:
     """Run the CLI; check the status and that stderr is one `actlab: error:` line."""
     assert run(argv) == status, argv
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("actlab: error: "), err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    err = capsys.readouterr().err.rstrip("\n")
+    assert err.startswith("actlab: error: "), repr(err)  # no blank line or bar before it
+    assert "\n" not in err and "Traceback" not in err, err
     return err
 
 

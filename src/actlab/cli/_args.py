@@ -147,6 +147,9 @@ def existing_db(db: Path, option: str = "--db") -> Path:
         raise UserError(f"{option} {db}: no such file; run `actlab study --db {db}` first")
     if db.is_dir():
         raise UserError(f"{option} {db} is a directory; give the .sqlite file")
+    from actlab.experiments.store import ResultsStore
+
+    ResultsStore(db, create=False).close()  # damaged or foreign: refused before any work
     return db
 
 
