@@ -119,7 +119,9 @@ def test_hardsigmoid_float64_native_derivative_is_rounded():
 # the error figures documented in actlab.catalog.native (measured by benchmarks/accuracy.py)
 DOCUMENTED = [
     # name, path, interval, bound on the relative error of f, of f', on the absolute errors
-    ("gelu", "native", (-3.0, 3.0), 1e-4, None, 4e-7),
+    # gelu's native float32 op depends on the CPU (oneDNN's kernel): 6.2e-5 relative and
+    # 4e-7 absolute error on AVX2, 2.1e-4 and 1.1e-6 on AVX-512
+    ("gelu", "native", (-3.0, 3.0), 2.5e-4, None, 1.2e-6),
     ("gelu", "precise", (-10.0, -3.0), 1e-5, 1e-5, None),
     ("gelu", "fast_precise", (-10.0, -3.0), 1e-5, 1e-5, None),
     ("gelu_tanh", "native", (-3.0, 3.0), 2e-5, None, 1.1e-6),

@@ -113,13 +113,22 @@ def _expected_elementwise(act: actlab.Activation, x: torch.Tensor):
     return f, d
 
 
-def _assert_same(got: torch.Tensor, want: torch.Tensor, what: str) -> None:
-    """NaN where NaN, the same infinities, and finite values equal to rounding (finite
-    partials of gated activations, e.g. sigmoid(b) at a = inf, come from other formulas)."""
+def _matches(got: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
     finite = torch.isfinite(want)
     same = (got == want) | (got.isnan() & want.isnan())
-    close = finite & ((got - want).abs() <= 1e-6 * want.abs())
-    assert (same | close).all(), f"{what}: got {got.tolist()}, want {want.tolist()}"
+    return same | (finite & ((got - want).abs() <= 1e-6 * want.abs()))
+
+
+def _assert_same(got: torch.Tensor, want: torch.Tensor, what: str,
+                 alt: torch.Tensor | None = None) -> None:
+    """NaN where NaN, the same infinities, and finite values equal to rounding (finite
+    partials of gated activations, e.g. sigmoid(b) at a = inf, come from other formulas);
+    ``alt``: another accepted value per element (PyTorch's op in float64)."""
+    ok = _matches(got, want)
+    if alt is not None:
+        ok |= _matches(got, alt)
+    either = "" if alt is None else f" (or {alt.tolist()})"
+    assert ok.all(), f"{what}: got {got.tolist()}, want {want.tolist()}{either}"
 
 
 @pytest.fixture
@@ -131,12 +140,20 @@ def _check_elementwise(case, dtype, paths=None) -> None:
     act = get(case)
     x = torch.tensor([NAN, INF, -INF], dtype=dtype)
     want_f, want_d = _expected_elementwise(act, x)
+    # PyTorch's float32 op can disagree with its float64 op: on Linux, contiguous float32
+    # GELU runs oneDNN's kernel, whose AVX-512 form gives gelu(+inf) = NaN (pytorch#185770)
+    # where ATen gives +inf. Paths that run the op give the op's value, the precise paths
+    # the limit: both are PyTorch's values.
+    alt_f, alt_d = want_f, want_d
+    if act.native_fn is not None and dtype != torch.float64:
+        alt_f, alt_d = (t.to(dtype) for t in _expected_elementwise(act, x.double()))
     for name, path in _paths(act, dtype).items():
         if paths is not None and name not in paths:
             continue
         f, d = path(x)
-        _assert_same(f, want_f, f"{act.name} {name} f {dtype} at [nan, inf, -inf]")
-        _assert_same(d, want_d, f"{act.name} {name} f' {dtype} at [nan, inf, -inf]")
+        where = f"{act.name} {name} {{}} {dtype} at [nan, inf, -inf]"
+        _assert_same(f, want_f, where.format("f"), alt_f)
+        _assert_same(d, want_d, where.format("f'"), alt_d)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

@@ -11,6 +11,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 
 DRIVER = """
@@ -132,13 +134,13 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     assert len(log.read_text().splitlines()) - len(finished) <= 2  # only in-flight runs lost
 
 
-def _sigint_disposition(queue) -> None:  # runs in a spawned process, before anything else
-    queue.put(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+def _sigint_held(queue) -> None:  # runs in a spawned process, before anything else
+    queue.put(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
 
 
-def test_workers_spawned_under_ctrl_c_held_ignore_it_from_the_start():
+def test_workers_spawned_under_ctrl_c_held_hold_it_from_the_start():
     # a worker still importing torch when Ctrl-C reaches the process group must not
-    # print a traceback: it inherits an ignored SIGINT from the parent's spawn
+    # print a traceback: it inherits SIGINT blocked from the parent's spawn
     import multiprocessing
 
     from actlab.experiments.executors import _ctrl_c_held
@@ -147,7 +149,7 @@ def test_workers_spawned_under_ctrl_c_held_ignore_it_from_the_start():
     seen = []
     for held in (True, False):
         queue = ctx.Queue()
-        proc = ctx.Process(target=_sigint_disposition, args=(queue,))
+        proc = ctx.Process(target=_sigint_held, args=(queue,))
         if held:
             with _ctrl_c_held():
                 proc.start()
@@ -156,4 +158,17 @@ def test_workers_spawned_under_ctrl_c_held_ignore_it_from_the_start():
         seen.append(queue.get(timeout=60))
         proc.join(timeout=60)
     assert seen == [True, False]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # restored
+
+
+def test_ctrl_c_inside_the_spawn_window_is_delivered_after_it_not_lost():
+    import threading
+
+    from actlab.experiments.executors import _ctrl_c_held
+
+    reached_end_of_window = False
+    with pytest.raises(KeyboardInterrupt), _ctrl_c_held():
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        time.sleep(0.05)  # Python would run the handler here if it were not held
+        reached_end_of_window = True
+    assert reached_end_of_window

@@ -265,7 +265,7 @@ def _init_worker(user: bytes = b"") -> None:
     ignore Ctrl-C (the parent stops workers), and exit when the parent dies (a study
     killed with SIGKILL leaves no orphans)."""
     global _PARENT, _IMPORT_ERROR
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already ignored since spawn (see _fill)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # blocked since spawn (see _ctrl_c_held)
     from actlab.catalog.registry import import_user
 
     try:
@@ -451,22 +451,24 @@ def _fill(
 
 @contextlib.contextmanager
 def _ctrl_c_held() -> Iterator[None]:
-    """Ignore SIGINT while ``submit`` may spawn workers.
+    """Hold SIGINT back (block it) while ``submit`` may spawn workers.
 
-    A spawned worker inherits an ignored SIGINT (a handler or a blocked mask is not
-    inherited), so a Ctrl-C that reaches the whole process group while the worker is
-    still importing torch no longer prints a traceback from the import;
-    :func:`_init_worker` keeps it ignored. The window in the parent is the fork and exec
-    of the workers (milliseconds); a Ctrl-C outside it interrupts the study as usual.
+    A spawned worker inherits the blocked signal mask, so a Ctrl-C that reaches the whole
+    process group while the worker is still importing torch stays pending there instead of
+    printing a traceback from the import; :func:`_init_worker` then ignores SIGINT, which
+    discards it. In the parent a Ctrl-C that arrives inside the window is delivered when
+    it closes (KeyboardInterrupt right after the submit), never lost. Where signals cannot
+    be blocked (Windows, a thread other than the main one) this does nothing.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be changed from the main thread
+    if (threading.current_thread() is not threading.main_thread()
+            or not hasattr(signal, "pthread_sigmask")):
+        yield
         return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _start_pool(workers: int, user: bytes) -> ProcessPoolExecutor:
