@@ -82,7 +82,7 @@ def can_stack(activation: str) -> bool:
 #: a stack of seeds holds at most about this many activation values per step (32 MB of
 #: float32); beyond it a model is bound by its arithmetic or by memory, and stacking gains
 #: nothing (measured on 1 CPU thread, 8 seeds against one by one: mlp/mnist1d, 0.1M
-#: values a step per seed, 1.9x; char_lm at its --quick sizes, 0.15M, 2.4x; cnn/mnist1d,
+#: values a step per seed, 1.4-1.9x; char_lm at its --quick sizes, 0.15M, 2.4x; cnn/mnist1d,
 #: 0.85M, 1.1x; the article's CNN on 28x28 images, 11M, 0.63x; char_lm's defaults, 4.4M,
 #: 0.85x)
 STACK_BUDGET = 8_000_000
