@@ -41,3 +41,35 @@ def test_each_compiled_hand_formula_has_its_own_code_object():
     b = compile_hand(hand_formula(actlab.get("celu")), "celu")[0]
     codes = [getattr(f, "_torchdynamo_orig_callable", f).__code__ for f in (a, b)]
     assert codes[0] is not codes[1]
+
+
+LEARNABLE = [n for n in BUILTINS if actlab.get(n).learn]
+
+
+@pytest.mark.parametrize("name", LEARNABLE)
+def test_hand_module_learns_what_the_activation_learns(name):
+    """The peer of a learnable activation learns the same parameters: its backward
+    computes their gradients, equal (float64) to those of actlab's own module."""
+    from actlab.bench.hand import HandModule
+
+    act = actlab.get(name)
+    hand = HandModule(act, channels=5).double()
+    ours = act.module(channels=5).double()
+    assert {n for n, _ in hand.named_parameters()} == set(act.learn)
+    x = torch.linspace(-3.0, 3.0, 20, dtype=torch.float64).view(4, 5)
+    g = torch.linspace(-1.0, 1.0, 20, dtype=torch.float64).view(4, 5)
+    torch.testing.assert_close(hand(x), ours(x), rtol=1e-9, atol=1e-12)
+    hand(x).backward(g)
+    ours(x).backward(g)
+    for n, p in hand.named_parameters():
+        assert p.grad is not None, n
+        torch.testing.assert_close(p.grad, getattr(ours, n).grad, rtol=1e-7, atol=1e-10)
+
+
+def test_hand_module_needs_the_channels_of_per_channel_parameters():
+    from actlab.bench.hand import HandModule
+
+    with pytest.raises(ValueError, match="per channel"):
+        HandModule(actlab.get("dyt"))
+    with pytest.raises(ValueError, match="no hand-written formula"):
+        HandModule(actlab.formula("x * sigmoid(x)"))

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from actlab.catalog import Activation
 
@@ -93,8 +93,9 @@ HAND: dict[str, _Fn] = {
     # the recent ones, as their reference code writes them
     "xielu": lambda x, a_p, a_n, beta, eps: torch.where(
         x > 0,
-        math.log1p(math.exp(a_p)) * x * x + beta * x,
-        (beta + math.log1p(math.exp(a_n))) * (torch.expm1(torch.clamp(x, max=eps)) - x)
+        F.softplus(torch.as_tensor(a_p, dtype=x.dtype)) * x * x + beta * x,
+        (beta + F.softplus(torch.as_tensor(a_n, dtype=x.dtype)))
+        * (torch.expm1(torch.clamp(x, max=eps)) - x)
         + beta * x,
     ),
     "star_relu": lambda x, s, b: s * torch.relu(x) ** 2 + b,
@@ -112,12 +113,18 @@ HAND: dict[str, _Fn] = {
 }
 
 
-def hand_formula(act: Activation) -> Callable[[Tensor], Tensor] | None:
-    """``x -> f(x)`` written by hand for a built-in activation, or ``None``."""
+def hand_formula(
+    act: Activation, learned: dict[str, Tensor] | None = None
+) -> Callable[[Tensor], Tensor] | None:
+    """``x -> f(x)`` written by hand for a built-in activation, or ``None``.
+
+    ``learned`` maps parameter names to tensors used in place of the activation's values
+    (see :class:`HandModule`).
+    """
     fn = HAND.get(act.spec.name) if act.spec.builtin else None
     if fn is None:
         return None
-    params: dict[str, Any] = act.params
+    params: dict[str, Any] = {**act.params, **(learned or {})}
     if act.gated:
 
         def gated(x: Tensor) -> Tensor:
@@ -130,3 +137,37 @@ def hand_formula(act: Activation) -> Callable[[Tensor], Tensor] | None:
         return fn(x, **params)
 
     return plain
+
+
+class HandModule(nn.Module):
+    """The hand-written formula as a user's module: the activation's learnable parameters
+    (``act.learn``) are ``nn.Parameter``s (per-channel ones of shape ``(channels,)``), so
+    that its backward computes their gradients as the fast path's does.
+
+    ``fn`` is the plain function ``x -> f(x)`` over those parameters (what the benchmark
+    compiles); the module holds them.
+
+    Example:
+        >>> m = HandModule(actlab.get("dyt"), channels=8)
+        >>> m(torch.randn(2, 8)).shape, m.gamma.shape
+        (torch.Size([2, 8]), torch.Size([8]))
+    """
+
+    def __init__(self, act: Activation, channels: int | None = None) -> None:
+        super().__init__()
+        if hand_formula(act) is None:
+            raise ValueError(f"{act.name} has no hand-written formula")
+        for name in act.learn:
+            value = torch.tensor(float(act.params[name]))
+            if name in act.spec.per_channel:
+                if channels is None:
+                    raise ValueError(f"{act.name}'s {name} is per channel: pass channels")
+                value = value.repeat(channels)
+            self.register_parameter(name, nn.Parameter(value))
+        learned = dict(self.named_parameters())
+        written = hand_formula(act, learned)
+        assert written is not None
+        self.fn: Callable[[Tensor], Tensor] = written
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x)

@@ -12,8 +12,9 @@ after warm-up (:func:`actlab.bench.timing.measure`):
 * ``native``: the native PyTorch op, where there is one;
 * ``hand``: ``torch.compile`` of the plain formula written by hand
   (:mod:`actlab.bench.hand`: what a user does after reading the article), compiled for the
-  process's thread count; the fast path's targets are against the better of ``native``
-  and ``hand``;
+  process's thread count; an activation's learnable parameters are learnable there too
+  (:class:`~actlab.bench.hand.HandModule`), so both backwards compute their gradients; the
+  fast path's targets are against the better of ``native`` and ``hand``;
 * ``eager``: the activation module (``act.module()``: the native op where it runs one,
   else eager ops that save x);
 * ``composite``: the spec's forward as plain torch ops under autograd (unfused; what a
@@ -41,7 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from actlab.bench.hand import hand_formula
+from actlab.bench.hand import HandModule, hand_formula
 from actlab.bench.memory import saved_bytes_per_element
 from actlab.bench.timing import measure
 from actlab.catalog import Activation, get
@@ -289,7 +290,11 @@ def bench_activation(
     native = act.native_fn
     eager_m = act.module(channels=channels).to(dev)
     composite = _composite(act)
-    written = hand_formula(act) if hand else None
+    # learnable parameters: the user's module learns them too, so that both backwards
+    # compute their gradients (a hand formula with constants would do less work)
+    hand_m = (HandModule(act, channels).to(device=dev, dtype=dtype)
+              if hand and act.learn and hand_formula(act) is not None else None)
+    written = hand_m.fn if hand_m is not None else hand_formula(act) if hand else None
     hand_fn, hand_path = compile_hand(written, act.name) if written is not None else (None, "-")
     nan = float("nan")
 
