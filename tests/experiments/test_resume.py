@@ -103,8 +103,11 @@ def test_sigkill_resume(tmp_path):
     assert sum(counts.values()) == 14 + in_flight
 
 
+# SIGINT's default handler, as in a terminal: a test run started in the background by a
+# non-interactive shell inherits SIGINT ignored, and Python keeps it so
 CTRL_C = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {here!r})
 import study_tasks  # registers tiny_slow
 from actlab.cli import run
@@ -167,8 +170,13 @@ def test_ctrl_c_inside_the_spawn_window_is_delivered_after_it_not_lost():
     from actlab.experiments.executors import _ctrl_c_held
 
     reached_end_of_window = False
-    with pytest.raises(KeyboardInterrupt), _ctrl_c_held():
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-        time.sleep(0.05)  # Python would run the handler here if it were not held
-        reached_end_of_window = True
+    # the default handler, as in a terminal (see CTRL_C)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), _ctrl_c_held():
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            time.sleep(0.05)  # Python would run the handler here if it were not held
+            reached_end_of_window = True
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert reached_end_of_window
