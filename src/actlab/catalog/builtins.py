@@ -76,9 +76,15 @@ def _step(cond: Tensor, x: Tensor) -> Tensor:
     return cond.to(x.dtype)
 
 
+def _nan(x: Tensor) -> Tensor:
+    """``x.isnan()`` written ``x != x``: the same mask, but a compiled kernel vectorises
+    the comparison (inductor's CPU code tests ``isnan`` one element at a time)."""
+    return x != x
+
+
 def _step_nan(cond: Tensor, x: Tensor) -> Tensor:
     """``cond`` as 0/1, and NaN where ``x`` is NaN (a step's derivative without a native op)."""
-    return torch.where(x.isnan(), x, cond.to(x.dtype))
+    return torch.where(_nan(x), x, cond.to(x.dtype))
 
 
 # |x| beyond which every factor g below is exactly 0 or 1 (in float32 and float64)
@@ -105,7 +111,7 @@ spec(
     name="identity", aliases=("linear", "none"), family="linear", formula="f(x) = x",
     reference="linear baseline (no activation)",
     forward=lambda x: x.clone(),
-    derivative=lambda x: torch.where(x.isnan(), x, 1.0),
+    derivative=lambda x: torch.where(_nan(x), x, 1.0),
 )
 
 # ----------------------------------------------------------------------------- sigmoid family
@@ -619,7 +625,7 @@ spec(
     reference="Shazeer 2020, GLU Variants Improve Transformer",
     gated=True,
     forward=lambda a, b: a * b,
-    derivative=lambda a, b: (b.clone(), torch.where(b.isnan(), b, a)),
+    derivative=lambda a, b: (b.clone(), torch.where(_nan(b), b, a)),
 )
 
 # ----------------------------------------------------------------------------- recent, learnable
