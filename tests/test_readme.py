@@ -75,6 +75,8 @@ QUICK: dict[str, str] = {
         "actlab bench mish gelu tanh --size '2**12' --quick",
     "actlab bench gelu --precise": "actlab bench gelu --precise --size '2**12' --quick",
     "actlab bench swiglu --ffn": "actlab bench swiglu --ffn --quick --size '2**12'",
+    "python benchmarks/stack_floor.py --seeds 8":
+        "python benchmarks/stack_floor.py --seeds 2 --rounds 1 --min-time 0.01",
 }
 # Commands too long even for the slow test (an hour): their quick form runs there
 CAPPED: dict[str, str] = {
