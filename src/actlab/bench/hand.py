@@ -155,7 +155,7 @@ class HandModule(nn.Module):
 
     def __init__(self, act: Activation, channels: int | None = None) -> None:
         super().__init__()
-        if hand_formula(act) is None:
+        if act.spec.name not in HAND or not act.spec.builtin:
             raise ValueError(f"{act.name} has no hand-written formula")
         for name in act.learn:
             value = torch.tensor(float(act.params[name]))
@@ -164,9 +164,8 @@ class HandModule(nn.Module):
                     raise ValueError(f"{act.name}'s {name} is per channel: pass channels")
                 value = value.repeat(channels)
             self.register_parameter(name, nn.Parameter(value))
-        learned = dict(self.named_parameters())
-        written = hand_formula(act, learned)
-        assert written is not None
+        written = hand_formula(act, dict(self.named_parameters()))
+        assert written is not None  # a built-in in HAND (checked above)
         self.fn: Callable[[Tensor], Tensor] = written
 
     def forward(self, x: Tensor) -> Tensor:

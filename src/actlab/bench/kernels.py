@@ -290,11 +290,11 @@ def bench_activation(
     native = act.native_fn
     eager_m = act.module(channels=channels).to(dev)
     composite = _composite(act)
-    # learnable parameters: the user's module learns them too, so that both backwards
-    # compute their gradients (a hand formula with constants would do less work)
-    hand_m = (HandModule(act, channels).to(device=dev, dtype=dtype)
-              if hand and act.learn and hand_formula(act) is not None else None)
-    written = hand_m.fn if hand_m is not None else hand_formula(act) if hand else None
+    written = hand_formula(act) if hand else None
+    if written is not None and act.learn:
+        # learnable parameters: the user's module learns them too, so that both backwards
+        # compute their gradients (a hand formula with constants would do less work)
+        written = HandModule(act, channels).to(device=dev, dtype=dtype).fn
     hand_fn, hand_path = compile_hand(written, act.name) if written is not None else (None, "-")
     nan = float("nan")
 

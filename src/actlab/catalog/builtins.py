@@ -82,6 +82,11 @@ def _nan(x: Tensor) -> Tensor:
     return x != x
 
 
+def _inf(x: Tensor) -> Tensor:
+    """``x.isinf()`` written ``|x| == inf``, vectorised like :func:`_nan`."""
+    return x.abs() == math.inf
+
+
 def _step_nan(cond: Tensor, x: Tensor) -> Tensor:
     """``cond`` as 0/1, and NaN where ``x`` is NaN (a step's derivative without a native op)."""
     return torch.where(_nan(x), x, cond.to(x.dtype))
@@ -162,9 +167,7 @@ spec(
     reference="Bergstra et al. 2009; Glorot & Bengio 2010",
     forward=lambda x: x / (1.0 + x.abs()),
     # NaN at +-inf like PyTorch (its autograd of x / (1 + |x|) meets inf / inf there)
-    derivative=lambda x: torch.where(
-        x.abs() == math.inf, torch.nan, (1.0 + x.abs()).reciprocal().square()
-    ),  # |x| == inf: x.isinf() vectorised (see _nan)
+    derivative=lambda x: torch.where(_inf(x), torch.nan, (1.0 + x.abs()).reciprocal().square()),
     native="F.softsign", native_factory=lambda p: F.softsign,
 )
 spec(
