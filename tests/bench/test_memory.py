@@ -109,8 +109,8 @@ def test_bench_memory_rows():
 
     rows = bench_memory(["relu", "mish"], models=["cnn"], batch={"cnn": 8})
     by = {(r.activation, r.impl): r for r in rows}
-    assert set(by) == {("relu", i) for i in ("actlab", "function", "hand", "torch.nn")} | {
-        ("mish", i) for i in ("actlab", "function", "hand", "torch.nn")}
+    impls = ("actlab", "low_memory", "function", "hand", "torch.nn")
+    assert set(by) == {(name, i) for i in impls for name in ("relu", "mish")}
     # act.module() runs the native op: the very same bytes as torch.nn's module
     for name in ("relu", "mish"):
         assert by[(name, "actlab")].saved == by[(name, "torch.nn")].saved
@@ -118,7 +118,14 @@ def test_bench_memory_rows():
     # ReLU's output doubles as the next layer's input; mish must keep its input as well
     assert by[("mish", "actlab")].saved > by[("relu", "actlab")].saved
     assert by[("mish", "hand")].saved > by[("mish", "actlab")].saved
+    # inside actlab.low_memory(), mish keeps what ReLU keeps
+    assert by[("mish", "low_memory")].saved == by[("relu", "actlab")].saved
     assert "| cnn | relu | actlab |" in markdown(rows) and "1.00 |" in markdown(rows)
+    assert "step time" not in markdown(rows)  # not timed
+    timed = bench_memory(["relu"], models=["cnn"], impls=["actlab", "low_memory"],
+                         batch={"cnn": 4}, time_steps=2)
+    assert all(r.seconds > 0 for r in timed)
+    assert "| cnn | relu | low_memory |" in markdown(timed) and "step time" in markdown(timed)
     with pytest.raises(ValueError, match="unknown model"):
         bench_memory(["relu"], models=["vgg"])
     with pytest.raises(ValueError, match="unknown implementation"):

@@ -27,6 +27,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import math
+import statistics
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -37,7 +41,7 @@ from torch import Tensor, nn
 
 from actlab.bench.hand import hand_formula
 from actlab.bench.modules import swap_activations
-from actlab.catalog import Activation, get
+from actlab.catalog import Activation, get, low_memory, recompute
 
 
 def saved_bytes(fn: Callable[[Tensor], Any], x: Tensor, *, detach: bool = True) -> int:
@@ -47,18 +51,25 @@ def saved_bytes(fn: Callable[[Tensor], Any], x: Tensor, *, detach: bool = True) 
     e.g. integer token ids), so the graph starts at it.
     """
     storages: dict[tuple[str, int], int] = {}
+    inner = recompute.current_pack()  # inside actlab.low_memory(): count what it keeps
 
-    def pack(t: Tensor) -> Tensor:
-        st = t.untyped_storage()
+    def pack(t: Tensor) -> Any:
+        packed = inner(t) if inner is not None else t
+        kept = recompute.stored(packed)
+        st = kept.untyped_storage()
         if st.nbytes():
-            storages[(str(t.device), st.data_ptr())] = st.nbytes()
-        return t
+            storages[(str(kept.device), st.data_ptr())] = st.nbytes()
+        return packed
 
     xr = x.detach().requires_grad_(True) if detach else x
-    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
         out = fn(xr)
     del out
     return sum(storages.values())
+
+
+def _unpack(packed: Any) -> Tensor:
+    return packed.unpack() if hasattr(packed, "unpack") else packed
 
 
 def saved_bytes_per_element(fn: Callable[[Tensor], Any], x: Tensor) -> float:
@@ -109,11 +120,13 @@ class StepMemory:
         step_peak: the most the step itself held on top of that (profiler events; on
             CUDA, ``max_memory_allocated`` minus ``before``).
         saved: bytes the forward saved for backward (distinct storages).
+        seconds: median wall time of a step (``nan`` when not timed).
     """
 
     before: int
     step_peak: int
     saved: int
+    seconds: float = math.nan
 
     @property
     def peak(self) -> int:
@@ -127,25 +140,29 @@ def step_memory(
     loss_fn: Callable[[Tensor], Tensor],
     *,
     optimizer: Callable[[Iterable[Tensor]], torch.optim.Optimizer] | None = None,
+    recompute_outputs: bool = False,
+    time_steps: int = 0,
 ) -> StepMemory:
     """Peak memory of one training step of ``model`` on input ``x`` (module docstring).
 
     ``loss_fn(output) -> scalar``. The optimiser (default Adam) takes one step first, so
     that its state exists, as in every step of a real run after the first.
+    ``recompute_outputs``: every step runs inside :func:`actlab.low_memory`.
+    ``time_steps``: also time that many steps (the median goes in ``seconds``).
     """
     make = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-3))
     opt = make(model.parameters())
     float_input = x.is_floating_point()
 
     def step() -> None:
-        loss_fn(model(x)).backward()
+        with low_memory() if recompute_outputs else contextlib.nullcontext():
+            loss_fn(model(x)).backward()
         opt.step()
 
     step()
     opt.zero_grad(set_to_none=True)
-    saved = saved_bytes(model, x, detach=float_input) if float_input else saved_bytes(
-        model, x, detach=False
-    )
+    with low_memory() if recompute_outputs else contextlib.nullcontext():
+        saved = saved_bytes(model, x, detach=float_input)
     before = tensor_bytes([*_state_tensors(model, opt), x])
     if x.device.type == "cuda":
         torch.cuda.synchronize(x.device)
@@ -157,7 +174,18 @@ def step_memory(
     else:
         step_peak = profiled(step)[0]
     opt.zero_grad(set_to_none=True)
-    return StepMemory(before=before, step_peak=step_peak, saved=saved)
+    times = []
+    for _ in range(time_steps):
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        t0 = time.perf_counter()
+        step()
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        times.append(time.perf_counter() - t0)
+        opt.zero_grad(set_to_none=True)
+    seconds = statistics.median(times) if times else math.nan
+    return StepMemory(before=before, step_peak=step_peak, saved=saved, seconds=seconds)
 
 
 class HandModule(nn.Module):
@@ -248,6 +276,7 @@ class MemoryRow:
     step_peak: int
     saved: int
     data: str
+    seconds: float = math.nan
 
     @property
     def peak(self) -> int:
@@ -262,7 +291,7 @@ def _variants(act: Activation, impls: Sequence[str]) -> dict[str, Callable[[], n
 
     out: dict[str, Callable[[], nn.Module]] = {}
     for impl in impls:
-        if impl == "actlab":
+        if impl in ("actlab", "low_memory"):
             out[impl] = act.module
         elif impl == "function":
             out[impl] = lambda act=act: function_module(act)
@@ -273,7 +302,7 @@ def _variants(act: Activation, impls: Sequence[str]) -> dict[str, Callable[[], n
     return out
 
 
-IMPLS = ("actlab", "function", "hand", "torch.nn")
+IMPLS = ("actlab", "low_memory", "function", "hand", "torch.nn")
 
 
 def bench_memory(
@@ -285,12 +314,15 @@ def bench_memory(
     batch: dict[str, int] | None = None,
     device: str | torch.device = "cpu",
     progress: Callable[[MemoryRow], None] | None = None,
+    time_steps: int = 0,
 ) -> list[MemoryRow]:
     """Training memory per model, activation and implementation.
 
-    Implementations: ``actlab`` (``act.module()``), ``function`` (the memory-efficient
-    custom Function), ``hand`` (the hand-written formula, :class:`HandModule`) and
-    ``torch.nn`` (PyTorch's module), where each exists.
+    Implementations: ``actlab`` (``act.module()``), ``low_memory`` (``act.module()``
+    with each step inside :func:`actlab.low_memory`), ``function`` (the
+    memory-efficient custom Function), ``hand`` (the hand-written formula,
+    :class:`HandModule`) and ``torch.nn`` (PyTorch's module), where each exists.
+    ``time_steps``: also time that many steps of each (median in ``seconds``).
     """
     unknown = [m for m in models if m not in MEMORY_MODELS]
     if unknown:
@@ -308,9 +340,10 @@ def bench_memory(
             base, x, loss, data = MEMORY_MODELS[model_name](act, sizes[model_name], dev)
             for impl, make in _variants(act, impls).items():
                 model = swap_activations(base, make).to(dev)
-                m = step_memory(model, x, loss)
+                m = step_memory(model, x, loss, recompute_outputs=impl == "low_memory",
+                                time_steps=time_steps)
                 row = MemoryRow(model_name, act.name, impl, sizes[model_name], m.before,
-                                m.step_peak, m.saved, data)
+                                m.step_peak, m.saved, data, m.seconds)
                 rows.append(row)
                 if progress is not None:
                     progress(row)
@@ -321,11 +354,19 @@ def markdown(rows: Sequence[MemoryRow], baseline: str = "relu") -> str:
     """A markdown table in MiB, with each row's peak over ``baseline``'s (``act.module()``)
     peak on the same model."""
     base = {r.model: r.peak for r in rows if r.activation == baseline and r.impl == "actlab"}
-    lines = ["| model | activation | implementation | peak MiB | step MiB | saved MiB "
-             f"| peak / {baseline} |", "|---|---|---|---|---|---|---|"]
+    timed = any(not math.isnan(r.seconds) for r in rows)
+    own = {(r.model, r.activation): r.seconds for r in rows if r.impl == "actlab"}
+    head = ("| model | activation | implementation | peak MiB | step MiB | saved MiB "
+            f"| peak / {baseline} |")
+    lines = [head + (" step time / actlab's |" if timed else ""),
+             "|---|---|---|---|---|---|---|" + ("---|" if timed else "")]
     mib = 2.0**20
     for r in rows:
         ratio = f"{r.peak / base[r.model]:.2f}" if r.model in base else "-"
-        lines.append(f"| {r.model} | {r.activation} | {r.impl} | {r.peak / mib:.1f} "
-                     f"| {r.step_peak / mib:.1f} | {r.saved / mib:.1f} | {ratio} |")
+        line = (f"| {r.model} | {r.activation} | {r.impl} | {r.peak / mib:.1f} "
+                f"| {r.step_peak / mib:.1f} | {r.saved / mib:.1f} | {ratio} |")
+        if timed:
+            ref = own.get((r.model, r.activation), math.nan)
+            line += f" {r.seconds / ref:.2f} |" if ref == ref and r.seconds == r.seconds else " - |"
+        lines.append(line)
     return "\n".join(lines)

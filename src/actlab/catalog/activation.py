@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import is_lazy
 
+from actlab.catalog import recompute
 from actlab.catalog.native import APPROXIMATE, native_module_fn
 from actlab.catalog.spec import ActivationSpec
 
@@ -578,6 +579,13 @@ class ActivationModule(nn.Module):
         return self._native is not None
 
     def forward(self, x: Tensor) -> Tensor:
+        y = self._compute(x)
+        if recompute.active():  # inside actlab.low_memory(): later layers need not keep y
+            recompute.register_output(y, x, [getattr(self, n) for n in self._learned],
+                                      self._compute)
+        return y
+
+    def _compute(self, x: Tensor) -> Tensor:
         if self._native is not None:
             if self._gated:
                 self.act._check_gated(x)

@@ -53,11 +53,13 @@ from torch.nn.modules.lazy import LazyModuleMixin
 
 from actlab.catalog.activation import Activation, ActivationModule, _as_tensor
 from actlab.catalog.fast_forms import (
+    APPROXIMATE_FORMS,
     FAST_FORMS,
     NATIVE_AUTOGRAD,
     NATIVE_FORWARD,
     NATIVE_KERNELS,
 )
+from actlab.catalog.recompute import hooks_suspended
 
 log = logging.getLogger(__name__)
 
@@ -139,16 +141,19 @@ def _compute(x: Tensor) -> Tensor:
 
 
 def _functions(
-    act: Activation, learned: tuple[str, ...]
+    act: Activation, learned: tuple[str, ...], precise: bool = False
 ) -> tuple[Callable[..., Tensor], Callable[..., tuple[Tensor, ...]]]:
     """Plain torch functions ``fwd(x, *p) -> y`` and ``bwd(x, g, *p) -> (gx, *gp)``.
 
     ``x`` is 1-D (or 2-D ``(rows, 2H)`` when gated); ``p`` the learned parameters as
-    0-d tensors in the order of ``learned``.
+    0-d tensors in the order of ``learned``. Unless ``precise``, float32 uses the faster
+    :data:`~actlab.catalog.fast_forms.APPROXIMATE_FORMS` where there is one.
     """
     spec = act.spec
     fixed = {k: v for k, v in act.params.items() if k not in learned}
     forms = FAST_FORMS.get(spec.name) if spec.builtin else None
+    if not precise and spec.builtin and spec.name in APPROXIMATE_FORMS:
+        forms = APPROXIMATE_FORMS[spec.name]
     gated = spec.gated
 
     def pick(dtype: torch.dtype) -> tuple[Callable[..., Any] | None, ...]:
@@ -242,7 +247,7 @@ class _Kernels:
         factory = NATIVE_AUTOGRAD.get(act.spec.name) if act.spec.builtin else None
         self.autograd = None if learned or precise or factory is None else factory(act.params)
         native = None if learned else _native_functions(act)
-        self.fwd, self.bwd = native or _functions(act, learned)
+        self.fwd, self.bwd = native or _functions(act, learned, precise)
         # which directions run ATen's own kernels (never compiled)
         self.aten: set[str] = {"fwd", "bwd"} if native else set()
         if not native and not learned and act.spec.builtin:
@@ -294,6 +299,12 @@ class _Kernels:
         return fn
 
     def _run(self, which: str, *args: Tensor) -> Any:
+        # the kernels save nothing (no_grad); saved-tensor hooks (actlab.low_memory(),
+        # torch's save_on_cpu, checkpointing) would stop torch.func and dynamo
+        with hooks_suspended():
+            return self._run_kernel(which, *args)
+
+    def _run_kernel(self, which: str, *args: Tensor) -> Any:
         raw = self.fwd if which == "fwd" else self.bwd
         if self.compiling and which not in self.aten and not torch.compiler.is_compiling():
             try:
@@ -409,7 +420,8 @@ def fast_call(act: Activation, x: Any, precise: bool = False) -> Any:
     Hyper-parameters are the activation's fixed values (use
     ``act.module(fast=True)`` to learn them). Tensors in, tensor out; NumPy in, NumPy out.
     ``precise=True`` never runs the less accurate native ops
-    (:data:`~actlab.catalog.fast_forms.NATIVE_AUTOGRAD`: gelu, sigmoid, glu).
+    (:data:`~actlab.catalog.fast_forms.NATIVE_AUTOGRAD`: gelu, sigmoid) or forms
+    (:data:`~actlab.catalog.fast_forms.APPROXIMATE_FORMS`: geglu's erf gate).
 
     Example:
         >>> x = torch.randn(4, 6, requires_grad=True)
@@ -428,7 +440,8 @@ class FastActivationModule(ActivationModule):
     and the backward are each one compiled element-wise kernel (or ATen's own, see
     :meth:`path`), and only the input is saved for backward (or, on the ``"native"``
     path, what PyTorch's op saves: sigmoid its output). ``precise=True`` never runs the
-    less accurate native ops (float32 GELU's lower tail, sigmoid's upper one).
+    less accurate native ops and forms (float32 GELU's and GEGLU's lower tail,
+    sigmoid's upper one).
 
     Shape: ``(*, H)`` -> ``(*, H)``; gated activations: ``(*, 2H)`` -> ``(*, H)``.
 
@@ -438,7 +451,7 @@ class FastActivationModule(ActivationModule):
         torch.Size([4, 8])
     """
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _compute(self, x: Tensor) -> Tensor:
         learned = self._learned_tensors(x)
         dims = {d % x.dim() for d in self._channel_dims.values()}
         if len(dims) > 1:
@@ -455,7 +468,7 @@ class FastActivationModule(ActivationModule):
     def path(self, x: Tensor) -> str:
         """How inputs like ``x`` run: ``"compiled"``, ``"aten"`` (ATen's own single-pass
         kernels, for piecewise-linear built-ins), ``"native"`` (the native op and its
-        autograd: gelu, sigmoid, glu unless ``precise``), ``"aten+compiled"`` (ATen
+        autograd: gelu, sigmoid unless ``precise``), ``"aten+compiled"`` (ATen
         forward, compiled backward) or ``"eager"`` (after a fall-back)."""
         return _kernels(self.act, self._learned, x, self.precise).path
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import torch
@@ -397,6 +396,23 @@ def _geglu_d(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return _lower(b) * Phi, a * (Phi + _finite(b) * phi)
 
 
+def _gelu_erf_parts(b: Tensor) -> tuple[Tensor, Tensor]:
+    """``(Phi(b), phi(b))`` with Phi from ``erf``, as PyTorch's GELU computes it (one
+    vectorised erf: faster than :func:`_Phi_parts`, but 1 + erf cancels in the lower
+    tail: all digits lost below b = -5.5 in float32, absolute error < 1e-6)."""
+    Phi = 0.5 + 0.5 * torch.erf(b * INV_SQRT_2)
+    return Phi, torch.exp(-0.5 * b * b) * INV_SQRT_2PI
+
+
+def _geglu_erf(a: Tensor, b: Tensor) -> Tensor:
+    return a * (_lower(b) * _gelu_erf_parts(b)[0])
+
+
+def _geglu_erf_d(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    Phi, phi = _gelu_erf_parts(b)
+    return _lower(b) * Phi, a * (Phi + _finite(b) * phi)
+
+
 def _swiglu(a: Tensor, b: Tensor) -> Tensor:
     return a * (_lower(b) * _sigmoid(b))
 
@@ -490,6 +506,16 @@ FAST_FORMS: dict[str, tuple[Callable[..., Any], ...]] = {
 }
 
 
+#: float32 forms that are faster and less accurate than the catalog's tolerance in a tail,
+#: as the native op of the same function is (``actlab.catalog.native.APPROXIMATE``): the
+#: default fast path compiles them; ``precise=True`` keeps :data:`FAST_FORMS`.
+#: geglu's gate as PyTorch's (erf) GELU: f and f' lose their digits below b = -5.5, where
+#: the gate is < 2e-8 (measured in ``tests/catalog/test_native_dispatch.py``).
+APPROXIMATE_FORMS: dict[str, tuple[Callable[..., Any], ...]] = {
+    "geglu": (_geglu_erf, _geglu_erf_d),
+}
+
+
 # ----------------------------------------------------------------------------- ATen kernels
 # Piecewise-linear activations whose native forward and backward are exact, single-pass,
 # hand-vectorised ATen loops: the fast path calls them directly (inductor's generated loop
@@ -543,7 +569,6 @@ NATIVE_KERNELS: dict[str, tuple[Callable[..., Tensor], Callable[..., Tensor]]] =
 NATIVE_AUTOGRAD: dict[str, Callable[[dict[str, float]], Callable[[Tensor], Tensor]]] = {
     "gelu": lambda p: F.gelu,
     "sigmoid": lambda p: torch.sigmoid,
-    "glu": lambda p: partial(F.glu, dim=-1),
 }
 
 
