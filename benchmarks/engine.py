@@ -47,7 +47,7 @@ from torch import nn
 import actlab.experiments.tasks.classify as classify
 from actlab.experiments.base import TASKS, RunSpec
 from actlab.experiments.data import Dataset, TextData, pydoc_text
-from actlab.experiments.executors import MAX_STACK
+from actlab.experiments.executors import MAX_STACK, keep_freed_memory
 from actlab.experiments.models import CharTransformer
 from actlab.experiments.study import parse_task_id
 from actlab.experiments.train import (
@@ -256,8 +256,10 @@ def main() -> None:
     a = p.parse_args()
     FASHION, _SUBSET_ON = a.fashion_dir, not a.full
     torch.set_num_threads(1)
+    kept = keep_freed_memory()  # as in a study's worker processes
     print(f"torch {torch.__version__}, 1 thread, cpu; best of {a.rounds} interleaved rounds; "
-          "wall time, and in brackets CPU time (steadier on a shared machine)\n")
+          "wall time, and in brackets CPU time (steadier on a shared machine); freed memory "
+          f"{'kept' if kept else 'returned to the OS'} as in a study's workers\n")
     print("| task | activation | setting | minimal (s) | actlab run (s) | run / minimal "
           "| loop / minimal | module / native |")
     print("|---|---|---|---|---|---|---|---|")

@@ -301,6 +301,8 @@ class _Kernels:
     def _run(self, which: str, *args: Tensor) -> Any:
         # the kernels save nothing (no_grad); saved-tensor hooks (actlab.low_memory(),
         # torch's save_on_cpu, checkpointing) would stop torch.func and dynamo
+        if torch._C._autograd._top_saved_tensors_default_hooks(False) is None:
+            return self._run_kernel(which, *args)
         with hooks_suspended():
             return self._run_kernel(which, *args)
 
