@@ -13,7 +13,7 @@ activation as ``act.module()`` (``actlab``), as ``act.module()`` with the step i
 not its output, which is recomputed in the backward), as actlab's memory-efficient custom
 Function (``function``), as the formula written by hand with torch ops (``hand``), and as
 PyTorch's module (``torch.nn``), against ReLU. ``--time-steps N`` also times N steps of
-each (median), printed as a ratio to ``act.module()``'s step on the same model.
+each (the fastest), printed as a ratio to ``act.module()``'s step on the same model.
 
 Method (``actlab.bench.memory``): PyTorch keeps no allocator statistics on the CPU, so
 the step's allocations and frees are read from the profiler's memory events

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -120,7 +119,7 @@ class StepMemory:
         step_peak: the most the step itself held on top of that (profiler events; on
             CUDA, ``max_memory_allocated`` minus ``before``).
         saved: bytes the forward saved for backward (distinct storages).
-        seconds: median wall time of a step (``nan`` when not timed).
+        seconds: wall time of the fastest timed step (``nan`` when not timed).
     """
 
     before: int
@@ -148,7 +147,7 @@ def step_memory(
     ``loss_fn(output) -> scalar``. The optimiser (default Adam) takes one step first, so
     that its state exists, as in every step of a real run after the first.
     ``recompute_outputs``: every step runs inside :func:`actlab.low_memory`.
-    ``time_steps``: also time that many steps (the median goes in ``seconds``).
+    ``time_steps``: also time that many steps (the fastest goes in ``seconds``).
     """
     make = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-3))
     opt = make(model.parameters())
@@ -184,7 +183,7 @@ def step_memory(
             torch.cuda.synchronize(x.device)
         times.append(time.perf_counter() - t0)
         opt.zero_grad(set_to_none=True)
-    seconds = statistics.median(times) if times else math.nan
+    seconds = min(times) if times else math.nan  # the least disturbed step
     return StepMemory(before=before, step_peak=step_peak, saved=saved, seconds=seconds)
 
 
@@ -322,7 +321,7 @@ def bench_memory(
     with each step inside :func:`actlab.low_memory`), ``function`` (the
     memory-efficient custom Function), ``hand`` (the hand-written formula,
     :class:`HandModule`) and ``torch.nn`` (PyTorch's module), where each exists.
-    ``time_steps``: also time that many steps of each (median in ``seconds``).
+    ``time_steps``: also time that many steps of each (the fastest in ``seconds``).
     """
     unknown = [m for m in models if m not in MEMORY_MODELS]
     if unknown:
