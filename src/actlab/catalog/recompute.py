@@ -150,7 +150,8 @@ class _LowMemory:
         if entry is not None:
             out = self._alive(self.outputs, key, entry.out)
             x = entry.x()
-            if (out is not None and x is not None and out._version == entry.version == t._version
+            if (out is not None and x is not None and t.dtype == out.dtype
+                    and out._version == entry.version == t._version
                     and self._alive(self.saved, _storage_key(x),
                                     self.saved.get(_storage_key(x))) is not None):
                 return _Recomputed(entry, x, t)
