@@ -61,14 +61,10 @@ def saved_bytes(fn: Callable[[Tensor], Any], x: Tensor, *, detach: bool = True) 
         return packed
 
     xr = x.detach().requires_grad_(True) if detach else x
-    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, recompute.unpack):
         out = fn(xr)
     del out
     return sum(storages.values())
-
-
-def _unpack(packed: Any) -> Tensor:
-    return packed.unpack() if hasattr(packed, "unpack") else packed
 
 
 def saved_bytes_per_element(fn: Callable[[Tensor], Any], x: Tensor) -> float:
@@ -153,14 +149,17 @@ def step_memory(
     opt = make(model.parameters())
     float_input = x.is_floating_point()
 
+    def block() -> contextlib.AbstractContextManager[None]:
+        return low_memory() if recompute_outputs else contextlib.nullcontext()
+
     def step() -> None:
-        with low_memory() if recompute_outputs else contextlib.nullcontext():
+        with block():
             loss_fn(model(x)).backward()
         opt.step()
 
     step()
     opt.zero_grad(set_to_none=True)
-    with low_memory() if recompute_outputs else contextlib.nullcontext():
+    with block():
         saved = saved_bytes(model, x, detach=float_input)
     before = tensor_bytes([*_state_tensors(model, opt), x])
     if x.device.type == "cuda":
@@ -366,6 +365,7 @@ def markdown(rows: Sequence[MemoryRow], baseline: str = "relu") -> str:
                 f"| {r.step_peak / mib:.1f} | {r.saved / mib:.1f} | {ratio} |")
         if timed:
             ref = own.get((r.model, r.activation), math.nan)
-            line += f" {r.seconds / ref:.2f} |" if ref == ref and r.seconds == r.seconds else " - |"
+            known = not (math.isnan(ref) or math.isnan(r.seconds))
+            line += f" {r.seconds / ref:.2f} |" if known else " - |"
         lines.append(line)
     return "\n".join(lines)

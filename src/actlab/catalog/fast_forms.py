@@ -510,7 +510,7 @@ FAST_FORMS: dict[str, tuple[Callable[..., Any], ...]] = {
 #: as the native op of the same function is (``actlab.catalog.native.APPROXIMATE``): the
 #: default fast path compiles them; ``precise=True`` keeps :data:`FAST_FORMS`.
 #: geglu's gate as PyTorch's (erf) GELU: f and f' lose their digits below b = -5.5, where
-#: the gate is < 2e-8 (measured in ``tests/catalog/test_native_dispatch.py``).
+#: the gate is < 2e-8 (held by ``tests/bench/test_fast.py``).
 APPROXIMATE_FORMS: dict[str, tuple[Callable[..., Any], ...]] = {
     "geglu": (_geglu_erf, _geglu_erf_d),
 }

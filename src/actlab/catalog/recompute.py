@@ -158,10 +158,6 @@ class _LowMemory:
         self.saved[key] = self._ref(self.saved, key, t)
         return t
 
-    @staticmethod
-    def unpack(packed: Any) -> Tensor:
-        return packed.unpack() if isinstance(packed, _Recomputed) else packed
-
 
 @contextmanager
 def hooks_suspended() -> Iterator[None]:
@@ -184,6 +180,11 @@ def current_pack() -> Callable[[Tensor], Any] | None:
     measuring code that installs hooks of its own, e.g. ``actlab.bench.memory``)."""
     packer = _packer()
     return packer.pack if packer is not None else None
+
+
+def unpack(packed: Any) -> Tensor:
+    """The unpack hook of :func:`low_memory` (and of code that wraps its pack hook)."""
+    return packed.unpack() if isinstance(packed, _Recomputed) else packed
 
 
 def stored(packed: Any) -> Tensor:
@@ -221,10 +222,13 @@ def low_memory() -> Iterator[None]:
     packer = _LowMemory()
     _STATE.packer = packer
     try:
-        with torch.autograd.graph.saved_tensors_hooks(packer.pack, packer.unpack):
+        with torch.autograd.graph.saved_tensors_hooks(packer.pack, unpack):
             yield
     finally:
         _STATE.packer = outer
 
 
-__all__ = ["active", "current_pack", "hooks_suspended", "low_memory", "register_output", "stored"]
+__all__ = [
+    "active", "current_pack", "hooks_suspended", "low_memory", "register_output", "stored",
+    "unpack",
+]

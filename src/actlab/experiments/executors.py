@@ -270,7 +270,7 @@ def keep_freed_memory() -> bool:
     A training step allocates and frees the same tensors every step. glibc maps large
     blocks afresh and trims the heap when a large block is freed, so the next step
     page-faults its memory back in: a stacked mlp/mnist1d run of 8 seeds took 49,000
-    page faults (about 5 % of its time) that this removes (``benchmarks/engine.py``).
+    page faults (about 6 % of its time) that this removes (``benchmarks/engine.py``).
     Called in actlab's worker processes only (process-wide; the memory stays reusable
     by the process). Returns whether it applied (``False`` off glibc).
     """
