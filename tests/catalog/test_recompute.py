@@ -4,6 +4,7 @@ bit; ReLU's saved bytes; safe against in-place changes; other hooks left intact.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import pytest
@@ -153,6 +154,73 @@ def test_a_conv_net_in_channels_last_keeps_relus_bytes():
     assert by["mish", "actlab"].saved > by["relu", "actlab"].saved
     assert by["mish", "low_memory"].peak < by["mish", "actlab"].peak
     assert by["relu", "low_memory"].peak == by["relu", "actlab"].peak
+    # the max-pool's backward reads only its input's layout: no output is materialised
+    assert by["mish", "low_memory"].peak <= 1.05 * by["relu", "actlab"].peak
+
+
+POOLS = {
+    "max_pool1d": (lambda h: F.max_pool1d(h, 2), (5, 4, 12)),
+    "max_pool2d": (lambda h: F.max_pool2d(h, 2), (5, 4, 6, 6)),
+    "max_pool2d_nhwc": (lambda h: F.max_pool2d(h, 3, 2, padding=1), (5, 4, 7, 7)),
+    "max_pool3d": (lambda h: F.max_pool3d(h, 2), (3, 4, 4, 4, 4)),
+    "adaptive_max_pool2d": (lambda h: F.adaptive_max_pool2d(h, 3), (5, 4, 7, 7)),
+    "adaptive_max_pool3d": (lambda h: F.adaptive_max_pool3d(h, 2), (3, 4, 5, 5, 5)),
+}
+
+
+@pytest.mark.parametrize("pool", sorted(POOLS))
+@pytest.mark.parametrize("name", ["mish", "gelu"])
+def test_a_max_pool_after_the_activation_needs_no_recomputation(pool, name, monkeypatch):
+    """The max-pool backwards read their saved input's shape only: the activation's input
+    stands in for its output. mish and gelu are not monotone, so a kernel that read the
+    values (and picked other maxima) would give other gradients; counted: nothing is
+    recomputed."""
+    fn, shape = POOLS[pool]
+    torch.manual_seed(0)
+    x = torch.randn(*shape) * 2
+    if pool.endswith("nhwc"):
+        x = x.contiguous(memory_format=torch.channels_last)
+    act = actlab.get(name).module()
+
+    def grads(low: bool) -> Tensor:
+        xr = x.clone().requires_grad_(True)
+        h = xr * 1.5  # the activation's input is a saved intermediate, as after a conv
+        with actlab.low_memory() if low else contextlib.nullcontext():
+            loss = (fn(act(h)) * torch.linspace(-1, 1, fn(h).numel()).view(fn(h).shape)).sum()
+        loss.backward()
+        return xr.grad
+
+    calls = []
+    real = recompute._Recomputed.unpack
+
+    def counted(self):
+        out = real(self)
+        calls.append(out.untyped_storage().data_ptr() == self.x.untyped_storage().data_ptr())
+        return out
+
+    monkeypatch.setattr(recompute._Recomputed, "unpack", counted)
+    ref = grads(False)
+    got = grads(True)
+    assert calls and all(calls)  # every saved output came back as the input's storage
+    assert torch.equal(ref, got)
+
+
+def test_other_consumers_still_get_the_recomputed_output():
+    """One output saved by a max-pool and by a linear layer: the linear layer's weight
+    gradient reads the values, so it gets the recomputed output."""
+    torch.manual_seed(0)
+    first, act, last = nn.Linear(6, 16), actlab.get("mish").module(), nn.Linear(16, 3)
+    x = torch.randn(9, 6)
+
+    def grads(low: bool) -> list[Tensor]:
+        with actlab.low_memory() if low else contextlib.nullcontext():
+            h = act(first(x))
+            loss = last(h).pow(2).sum() + F.max_pool1d(h.unsqueeze(1), 2).pow(2).sum()
+        return torch.autograd.grad(loss, [first.weight, last.weight])
+
+    for a, b in zip(grads(False), grads(True), strict=True):
+        assert torch.equal(a, b)
+
 
 
 def test_a_transformer_reaches_relus_peak():

@@ -10,7 +10,10 @@ later layer saves it for backward, autograd stores a reference to the activation
 (which the activation's own backward keeps anyway) and recomputes the output from it
 when the backward needs it (``torch.autograd.graph.saved_tensors_hooks``). The graph
 then holds one tensor per layer, as with ReLU, and the cost is one more forward of the
-activation per saved use, in the backward.
+activation per saved use, in the backward. A max-pool's backward reads only the shape and
+layout of what it saved (the gradient goes where the forward's indices say): for it the
+activation's input, laid out as the output, stands in, and nothing is recomputed
+(:data:`SHAPE_ONLY_NODES`).
 
 It is exact (the same kernel on the same input gives the same bits) and safe:
 
@@ -65,6 +68,17 @@ class _Output:
     recompute: Callable[[Tensor], Tensor]
     size: tuple[int, ...]
     stride: tuple[int, ...]
+    dtype: torch.dtype
+
+
+# Backward nodes that read only the shape, strides and dtype of their saved input, never
+# its values (ATen's max-pool backwards scatter the gradient by the saved indices): for
+# them the activation's input, laid out as the output, stands in for the recomputed
+# output, so no output is materialised at all.
+SHAPE_ONLY_NODES = frozenset({
+    "MaxPool2DWithIndicesBackward0", "MaxPool3DWithIndicesBackward0",
+    "AdaptiveMaxPool2DBackward0", "AdaptiveMaxPool3DBackward0",
+})
 
 
 class _Recomputed:
@@ -86,6 +100,10 @@ class _Recomputed:
                 "between the forward and the backward of actlab.low_memory(): its output "
                 "cannot be recomputed (modify a clone, or step the optimizer after backward)"
             )
+        if (x.dtype == e.dtype and tuple(x.shape) == e.size and x.stride() == e.stride
+                and (node := torch._C._current_autograd_node()) is not None
+                and node.name() in SHAPE_ONLY_NODES):
+            return x.as_strided(self.size, self.stride, x.storage_offset() + self.offset)
         _STATE.recomputing = getattr(_STATE, "recomputing", 0) + 1
         try:
             full = e.recompute(x)
@@ -138,6 +156,7 @@ class _LowMemory:
             self._ref(self.outputs, key, out), out._version, weakref.ref(x), x._version,
             tuple(params),
             tuple(p._version for p in params), recompute, tuple(out.shape), out.stride(),
+            out.dtype,
         )
 
     def pack(self, t: Tensor) -> Any:
