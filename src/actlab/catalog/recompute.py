@@ -74,7 +74,8 @@ class _Output:
 # Backward nodes that read only the shape, strides and dtype of their saved input, never
 # its values (ATen's max-pool backwards scatter the gradient by the saved indices): for
 # them the activation's input, laid out as the output, stands in for the recomputed
-# output, so no output is materialised at all.
+# output, so no output is materialised at all. CPU and CUDA only (their kernels were read;
+# MPS builds its max-pool gradient from the input values).
 SHAPE_ONLY_NODES = frozenset({
     "MaxPool2DWithIndicesBackward0", "MaxPool3DWithIndicesBackward0",
     "AdaptiveMaxPool2DBackward0", "AdaptiveMaxPool3DBackward0",
@@ -100,7 +101,8 @@ class _Recomputed:
                 "between the forward and the backward of actlab.low_memory(): its output "
                 "cannot be recomputed (modify a clone, or step the optimizer after backward)"
             )
-        if (x.dtype == e.dtype and tuple(x.shape) == e.size and x.stride() == e.stride
+        if (x.device.type in ("cpu", "cuda") and x.dtype == e.dtype
+                and tuple(x.shape) == e.size and x.stride() == e.stride
                 and (node := torch._C._current_autograd_node()) is not None
                 and node.name() in SHAPE_ONLY_NODES):
             return x.as_strided(self.size, self.stride, x.storage_offset() + self.offset)
