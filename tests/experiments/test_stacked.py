@@ -232,3 +232,38 @@ def test_stacked_convolutions_are_each_seeds_own(conv, c_in):
     out = stacked(torch.cat(xs, dim=1))
     for s, (layer, x) in enumerate(zip(layers, xs, strict=True)):
         assert torch.allclose(out[:, 5 * s : 5 * s + 5], layer(x), atol=1e-5)
+
+
+def test_the_engine_benchmarks_hand_written_stack_trains_as_actlab_does(monkeypatch):
+    """benchmarks/engine.py times actlab's stacked run against a stack written by hand:
+    both must do the same work (same initialisation, batch order, loss and optimiser),
+    so their test losses after two epochs agree to float rounding."""
+    import importlib.util
+    from pathlib import Path
+
+    import actlab.experiments.tasks.classify as classify
+
+    # the script wraps the task data loader at import: restored after the test
+    monkeypatch.setattr(classify, "load_task_data", classify.load_task_data)
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "engine.py"
+    spec = importlib.util.spec_from_file_location("actlab_engine_benchmark", path)
+    engine = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(engine)
+
+    ds = load_dataset("digits")
+    seeds = [3, 4]
+
+    def models():
+        out = []
+        for s in seeds:
+            seed_everything(s)
+            out.append(MLP(64, (32, 16), 10, "relu"))
+        return out
+
+    cfg = {"lr": 1e-2, "batch": 64, "epochs": 2}
+    hand_loss, hand_acc = engine.minimal_stacked_classifier(
+        [engine._native_act(m, "relu") for m in models()], ds, cfg, seeds)
+    ours = fit_classifier_stacked(models(), ds, seeds, epochs=2, lr=1e-2, batch_size=64)
+    for r, loss, acc in zip(ours, hand_loss, hand_acc, strict=True):
+        assert r.curves["test_loss"][-1] == pytest.approx(loss, rel=1e-4)
+        assert r.curves["test_accuracy"][-1] == pytest.approx(acc, abs=2 / len(ds.y_test))
