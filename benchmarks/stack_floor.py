@@ -10,7 +10,11 @@ one process and one thread, for the mlp/mnist1d MLP (40-256-128-10, ReLU, batch 
 * ``matmuls, 1 seed``: only that step's matrix products (3 forward ``addmm``, 3 weight
   gradients, 2 input gradients), one seed;
 * ``matmuls, S seeds``: the same products as ``S``-seed batched ``baddbmm``/``bmm`` (what
-  the stacked model runs), per seed.
+  the stacked model runs), per seed;
+* ``whole step, k seeds stacked``: a whole training step of a stack written by hand
+  (``baddbmm``, ``F.relu``, cross-entropy, fused Adam), per seed, for k = 1, 2, 4, ... up
+  to ``S``: what a stack costs beyond its matmuls (the activations, their backward, the
+  loss and Adam on tensors that grow with k).
 
 The ceiling of stacking's throughput gain is ``step / (matmuls per seed, stacked)``: a
 stacked step with no cost at all besides its matmuls. ``python benchmarks/engine.py``
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -99,8 +104,29 @@ def main() -> None:
             if k:
                 torch.bmm(grads[k], w[k].transpose(1, 2))
 
-    t = measure({"step": step, "one": matmuls_one, "stacked": matmuls_stacked},
-                min_run_time=a.min_time, rounds=a.rounds, clock="cpu")
+    def stacked_step(k: int) -> Callable[[], None]:
+        ws = [nn.Parameter(torch.randn(k, i, o) / i**0.5) for i, o in pairs]
+        bs = [nn.Parameter(torch.zeros(k, 1, o)) for _, o in pairs]
+        sopt = torch.optim.Adam([*ws, *bs], lr=1e-3, fused=True)
+        xs, ys = torch.randn(k, n, SIZES[0]), torch.randint(0, SIZES[-1], (k * n,))
+
+        def run() -> None:
+            h = xs
+            for j, (wj, bj) in enumerate(zip(ws, bs, strict=True)):
+                h = torch.baddbmm(bj, h, wj)
+                if j < len(pairs) - 1:
+                    h = F.relu(h)
+            loss = F.cross_entropy(h.flatten(0, 1), ys, reduction="none").view(k, n)
+            sopt.zero_grad(set_to_none=True)
+            loss.mean(dim=1).sum().backward()
+            sopt.step()
+
+        return run
+
+    counts = sorted({*(2**j for j in range(s.bit_length()) if 2**j < s), s})
+    fns = {"step": step, "one": matmuls_one, "stacked": matmuls_stacked}
+    fns.update({f"stack{k}": stacked_step(k) for k in counts})
+    t = measure(fns, min_run_time=a.min_time, rounds=a.rounds, clock="cpu")
     flops = _flops(SIZES, n)
     one, stacked = t["one"], t["stacked"] / s
     print(f"torch {torch.__version__}, {a.threads} thread(s); MLP {'-'.join(map(str, SIZES))}, "
@@ -112,8 +138,14 @@ def main() -> None:
     print(f"| matmuls only, one seed | {one * 1e3:.3f} | {flops / one / 1e9:.1f} |")
     print(f"| matmuls only, {s} seeds batched, per seed | {stacked * 1e3:.3f} | "
           f"{flops / stacked / 1e9:.1f} |")
+    for k in counts:
+        per = t[f"stack{k}"] / k
+        print(f"| whole step, {k} seed{'s' if k > 1 else ''} stacked (by hand), per seed | "
+              f"{per * 1e3:.3f} | - |")
+    best = min(counts, key=lambda k: t[f"stack{k}"] / k)
     print(f"\nceiling of stacking's gain: whole step / stacked matmuls = "
-          f"{t['step'] / stacked:.2f}x")
+          f"{t['step'] / stacked:.2f}x; a whole stacked step reaches "
+          f"{t['step'] / (t[f'stack{best}'] / best):.2f}x (with {best} seeds)")
 
 
 if __name__ == "__main__":
