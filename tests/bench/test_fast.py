@@ -324,9 +324,9 @@ def test_compiled_learned_parameters_match_the_eager_module(name):
         torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-4, atol=1e-5 * scale.item(), msg=n)
 
 
-@pytest.mark.parametrize("name", ["xielu", "dyt"])
+@pytest.mark.parametrize("name", ["xielu", "dyt", "pau"])
 def test_float32_forms_of_parameter_partials(name, eager):
-    """xielu and dyt have cheaper float32 forms of their parameter partials too: the fast
+    """xielu, dyt and pau have cheaper float32 forms of their parameter partials too: the fast
     module's float32 parameter gradients agree with the float64 memory-efficient module."""
     act = actlab.get(name)
     gen = torch.Generator().manual_seed(6)

@@ -20,7 +20,9 @@ form here uses at most one or two ``exp`` s, one division, short polynomials and
   series (softplus, logsigmoid, mish's derivative);
 * ``erfc`` of a non-negative argument by the Chebyshev-fitted formula of Numerical
   Recipes (relative error below 1.2e-7), for GELU's lower tail;
-* ``atan`` by the Cephes single-precision range reduction and polynomial.
+* ``atan`` by the Cephes single-precision range reduction and polynomial;
+* PAU's two forms (direct for |x| <= 1, divided by x^5 beyond) as one polynomial pair
+  with per-element coefficients: two divisions instead of four, and one evaluation.
 
 ``tests/bench`` checks every form against float64 references with the catalog's
 tolerances, and ``tests/catalog/test_nonfinite.py`` their values at NaN and +-inf (the
@@ -471,6 +473,82 @@ def _dyt_p(x: Tensor, alpha, gamma, beta) -> dict[str, Tensor]:
     return {"alpha": gamma * x * s2, "gamma": t, "beta": torch.ones_like(x)}
 
 
+# PAU (safe, degrees 5/4) in one evaluation. The catalog evaluates P(x)/Q(x) directly for
+# |x| <= 1 and, against overflow, the form divided by x^4 elsewhere, both everywhere (then
+# selects): four divisions and four polynomials. With z = x (|x| <= 1) or 1/x, w = |z|:
+#   f = num(z) / E(w) * m,  num = sum c_k z^k,  E = sum e_k w^k,  m = 1 or x,
+# where c_k = a_k, e = (1, |b1|, ..., |b4|) directly and, reversed (numerator and denominator
+# times z^5), c_k = a_(5-k), e_k = e_(4-k): one polynomial pair with per-element coefficients,
+# and two divisions (1/x, 1/E). Same rounding behaviour as the catalog's two forms.
+_PAU_A = tuple(f"a{k}" for k in range(6))
+_PAU_B = tuple(f"b{k}" for k in range(1, 5))
+
+
+def _pick(small: Tensor, direct: list, reversed_: list) -> list:
+    return [torch.where(small, d, r) for d, r in zip(direct, reversed_, strict=True)]
+
+
+def _poly(coeffs: list, z: Tensor) -> Tensor:
+    """sum coeffs[k] z^k (lowest degree first; per-element coefficient tensors)."""
+    acc = coeffs[-1]
+    for c in reversed(coeffs[:-1]):
+        acc = acc * z + c
+    return acc
+
+
+def _pau_parts(x: Tensor, p: dict) -> tuple[Tensor, ...]:
+    """``(small, z, w, m, num, E, r)``: the pieces of f = num r m, r = 1 / E."""
+    a = [p[n] for n in _PAU_A]
+    e = [1.0, *(abs(p[n]) for n in _PAU_B)]
+    small = x.abs() <= 1.0
+    z = torch.where(small, x, 1.0 / x)
+    w = z.abs()
+    num = _poly(_pick(small, a, a[::-1]), z)
+    E = _poly(_pick(small, e, e[::-1]), w)
+    m = torch.where(small, 1.0, x)
+    return small, z, w, m, num, E, 1.0 / E
+
+
+def _pau(x: Tensor, **p) -> Tensor:
+    _, _, _, m, num, _, r = _pau_parts(x, p)
+    return num * r * m
+
+
+def _pau_d(x: Tensor, **p) -> Tensor:
+    # direct: f' = (num' - f sign(x) E') / E; reversed (t = 1/x): f' = (-t num' + u (E + w E'))
+    # / E with u = num / E (= f t, finite at x = +-inf), num' and E' the derivatives in z, w
+    small, z, w, _, num, E, r = _pau_parts(x, p)
+    a = [p[n] for n in _PAU_A]
+    e = [1.0, *(abs(p[n]) for n in _PAU_B)]
+    dnum = _poly(_pick(small, [k * a[k] for k in range(1, 6)],
+                       [k * a[5 - k] for k in range(1, 6)]), z)
+    dE = _poly(_pick(small, [k * e[k] for k in range(1, 5)],
+                     [k * e[4 - k] for k in range(1, 5)]), w)
+    u = num * r
+    direct = dnum - u * torch.sign(x) * dE
+    reverse = u * (E + w * dE) - z * dnum
+    return torch.where(small, direct, reverse) * r
+
+
+def _pau_p(x: Tensor, **p) -> dict[str, Tensor]:
+    # df/da_k = x^k / Q: z^k r directly, z^(4-k) r reversed (x r for a5); df/d|b_k| =
+    # -f |x|^k / Q: -f w^k r directly, -f w^(4-k) r reversed (the catalog's partials)
+    small, z, w, m, num, _, r = _pau_parts(x, p)
+    zp, wp = [torch.ones_like(z), z], [torch.ones_like(w), w]
+    for _ in range(3):
+        zp.append(zp[-1] * z)
+        wp.append(wp[-1] * w)
+    zp.append(zp[-1] * z)  # z^5
+    big = [*zp[4::-1], x]
+    out = {n: torch.where(small, zp[k], big[k]) * r for k, n in enumerate(_PAU_A)}
+    f = num * r * m
+    for k, n in enumerate(_PAU_B, start=1):
+        b = p[n]
+        sign = torch.sign(b) if isinstance(b, Tensor) else float((b > 0) - (b < 0))
+        out[n] = -sign * f * torch.where(small, wp[k], wp[4 - k]) * r
+    return out
+
+
 #: name -> (forward, derivative) or (forward, derivative, parameter partials), the spec's
 #: signatures (the partials as the spec's ``param_derivative``)
 FAST_FORMS: dict[str, tuple[Callable[..., Any], ...]] = {
@@ -503,6 +581,7 @@ FAST_FORMS: dict[str, tuple[Callable[..., Any], ...]] = {
     "swiglu": (_swiglu, _swiglu_d),
     "xielu": (_xielu, _xielu_d, _xielu_p),
     "dyt": (_dyt, _dyt_d, _dyt_p),
+    "pau": (_pau, _pau_d, _pau_p),
 }
 
 
