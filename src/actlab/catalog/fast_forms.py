@@ -192,21 +192,22 @@ def _atan(x: Tensor) -> Tensor:
     return torch.copysign(y0 + (poly * z2 * z + z), x)
 
 
-def _isru_r(x: Tensor, alpha: float) -> Tensor:
-    """1 / sqrt(1 + alpha x^2), without overflow of x^2."""
+def _isru_den(x: Tensor, alpha: float) -> Tensor:
+    """sqrt(1 + alpha x^2), without overflow of x^2 (one sqrt; callers divide once)."""
     u = math.sqrt(alpha) * x
-    big = u.abs() > 1e18
+    a = u.abs()
+    big = a > 1e18
     safe = torch.where(big, 0.0, u)
-    return torch.where(big, 1.0 / u.abs(), 1.0 / torch.sqrt(1.0 + safe * safe))
+    return torch.where(big, a, torch.sqrt(1.0 + safe * safe))
 
 
 def _isru(x: Tensor, alpha: float) -> Tensor:
     x = _finite(x)  # +-1/sqrt(alpha) at +-inf, not inf * 0
-    return x * _isru_r(x, alpha)
+    return x / _isru_den(x, alpha)
 
 
 def _isru_d(x: Tensor, alpha: float) -> Tensor:
-    r = _isru_r(x, alpha)
+    r = 1.0 / _isru_den(x, alpha)
     return r * r * r
 
 
