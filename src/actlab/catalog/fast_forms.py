@@ -21,8 +21,11 @@ form here uses at most one or two ``exp`` s, one division, short polynomials and
 * ``erfc`` of a non-negative argument by the Chebyshev-fitted formula of Numerical
   Recipes (relative error below 1.2e-7), for GELU's lower tail;
 * ``atan`` by the Cephes single-precision range reduction and polynomial;
-* PAU's two forms (direct for |x| <= 1, divided by x^5 beyond) as one polynomial pair
-  with per-element coefficients: two divisions instead of four, and one evaluation.
+* PAU's two forms (direct for |x| <= 1, numerator and denominator divided by a power of x
+  beyond) as one polynomial pair with per-element coefficients: two divisions instead of
+  four, and one evaluation;
+* isru's overflow guard selects the denominator (``sqrt(1 + a x^2)`` or ``sqrt(a) |x|``)
+  and divides once.
 
 ``tests/bench`` checks every form against float64 references with the catalog's
 tolerances, and ``tests/catalog/test_nonfinite.py`` their values at NaN and +-inf (the
