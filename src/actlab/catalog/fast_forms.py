@@ -25,7 +25,7 @@ form here uses at most one or two ``exp`` s, one division, short polynomials and
   beyond) as one polynomial pair with per-element coefficients: two divisions instead of
   four, and one evaluation;
 * isru's overflow guard selects the denominator (``sqrt(1 + a x^2)`` or ``sqrt(a) |x|``)
-  and divides once.
+  and divides once; elish's sigmoid and ``expm1`` share one ``exp``.
 
 ``tests/bench`` checks every form against float64 references with the catalog's
 tolerances, and ``tests/catalog/test_nonfinite.py`` their values at NaN and +-inf (the
@@ -239,14 +239,24 @@ def _celu_d(x: Tensor, alpha: float) -> Tensor:
     return torch.where(x <= 0, torch.exp(x.clamp(max=0.0) * (1.0 / alpha)), 1.0)
 
 
+def _elish_parts(x: Tensor) -> tuple[Tensor, ...]:
+    """``(sigmoid, sigmoid', exp(x-), expm1(x-))`` with x- = min(x, 0), from one exp:
+    exp(-|x|) is exp(x) wherever x < 0, the only place the expm1 branch is used."""
+    e = torch.exp(-x.abs())
+    r = 1.0 / (1.0 + e)
+    er = e * r
+    xn = x.clamp(max=0.0)
+    m = torch.where(xn > -_EXPM1_SWITCH, _horner(xn, _EXPM1) * xn, e - 1.0)
+    return torch.where(x >= 0, r, er), er * r, e, m
+
+
 def _elish(x: Tensor) -> Tensor:
-    s = _sigmoid_parts(x)[0]
-    return torch.where(x >= 0, x, _expm1(x.clamp(max=0.0))) * s
+    s, _, _, m = _elish_parts(x)
+    return torch.where(x >= 0, x, m) * s
 
 
 def _elish_d(x: Tensor) -> Tensor:
-    s, _, sp = _sigmoid_parts(x)
-    e, m = _expm1_parts(x.clamp(max=0.0))
+    s, sp, e, m = _elish_parts(x)
     return torch.where(x >= 0, s + _finite(x) * sp, e * s + m * sp)
 
 
