@@ -186,7 +186,8 @@ def test_a_max_pool_after_the_activation_needs_no_recomputation(pool, name, monk
         xr = x.clone().requires_grad_(True)
         h = xr * 1.5  # the activation's input is a saved intermediate, as after a conv
         with actlab.low_memory() if low else contextlib.nullcontext():
-            loss = (fn(act(h)) * torch.linspace(-1, 1, fn(h).numel()).view(fn(h).shape)).sum()
+            pooled = fn(act(h))
+            loss = (pooled * torch.linspace(-1, 1, pooled.numel()).view(pooled.shape)).sum()
         loss.backward()
         return xr.grad
 

@@ -11,18 +11,13 @@ moments. ``Timer`` synchronises CUDA; it runs with the process's thread count.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import sys
 import time
 from collections.abc import Callable, Mapping
 
 import torch
 from torch.utils import benchmark
 
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-
+from actlab.experiments.executors import keep_freed_memory
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
@@ -81,18 +76,7 @@ def reuse_memory() -> bool:
     arithmetic. It changes this process's allocator for good; call it only in benchmark
     processes.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        big = 1 << 30
-        ok = libc.mallopt(_M_MMAP_THRESHOLD, big) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, big) == 1
-    except (OSError, AttributeError):
-        return False
-    return bool(ok)
+    return keep_freed_memory(mmap_threshold=1 << 30, trim_threshold=1 << 30)
 
 
 def sync(device: torch.device) -> None:

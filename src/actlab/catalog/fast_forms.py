@@ -42,6 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from actlab.catalog.builtins import PAU_A, PAU_B, _sign
+from actlab.catalog.builtins import _horner as _poly  # lowest degree first, any coefficients
+
 SQRT_2 = math.sqrt(2.0)
 INV_SQRT_2 = 1.0 / SQRT_2
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -494,46 +497,33 @@ def _dyt_p(x: Tensor, alpha, gamma, beta) -> dict[str, Tensor]:
 # where c_k = a_k, e = (1, |b1|, ..., |b4|) directly and, reversed (numerator and denominator
 # times z^5), c_k = a_(5-k), e_k = e_(4-k): one polynomial pair with per-element coefficients,
 # and two divisions (1/x, 1/E). Same rounding behaviour as the catalog's two forms.
-_PAU_A = tuple(f"a{k}" for k in range(6))
-_PAU_B = tuple(f"b{k}" for k in range(1, 5))
-
-
 def _pick(small: Tensor, direct: list, reversed_: list) -> list:
     return [torch.where(small, d, r) for d, r in zip(direct, reversed_, strict=True)]
 
 
-def _poly(coeffs: list, z: Tensor) -> Tensor:
-    """sum coeffs[k] z^k (lowest degree first; per-element coefficient tensors)."""
-    acc = coeffs[-1]
-    for c in reversed(coeffs[:-1]):
-        acc = acc * z + c
-    return acc
-
-
-def _pau_parts(x: Tensor, p: dict) -> tuple[Tensor, ...]:
-    """``(small, z, w, m, num, E, r)``: the pieces of f = num r m, r = 1 / E."""
-    a = [p[n] for n in _PAU_A]
-    e = [1.0, *(abs(p[n]) for n in _PAU_B)]
+def _pau_parts(x: Tensor, p: dict) -> tuple[Any, ...]:
+    """``(small, z, w, m, num, E, r, a, e)``: the pieces of f = num r m, r = 1 / E, and
+    the coefficients ``a`` and ``e = (1, |b1|, ..., |b4|)``."""
+    a = [p[n] for n in PAU_A]
+    e = [1.0, *(abs(p[n]) for n in PAU_B)]
     small = x.abs() <= 1.0
     z = torch.where(small, x, 1.0 / x)
     w = z.abs()
     num = _poly(_pick(small, a, a[::-1]), z)
     E = _poly(_pick(small, e, e[::-1]), w)
     m = torch.where(small, 1.0, x)
-    return small, z, w, m, num, E, 1.0 / E
+    return small, z, w, m, num, E, 1.0 / E, a, e
 
 
 def _pau(x: Tensor, **p) -> Tensor:
-    _, _, _, m, num, _, r = _pau_parts(x, p)
+    _, _, _, m, num, _, r, _, _ = _pau_parts(x, p)
     return num * r * m
 
 
 def _pau_d(x: Tensor, **p) -> Tensor:
     # direct: f' = (num' - f sign(x) E') / E; reversed (t = 1/x): f' = (-t num' + u (E + w E'))
     # / E with u = num / E (= f t, finite at x = +-inf), num' and E' the derivatives in z, w
-    small, z, w, _, num, E, r = _pau_parts(x, p)
-    a = [p[n] for n in _PAU_A]
-    e = [1.0, *(abs(p[n]) for n in _PAU_B)]
+    small, z, w, _, num, E, r, a, e = _pau_parts(x, p)
     dnum = _poly(_pick(small, [k * a[k] for k in range(1, 6)],
                        [k * a[5 - k] for k in range(1, 6)]), z)
     dE = _poly(_pick(small, [k * e[k] for k in range(1, 5)],
@@ -547,19 +537,17 @@ def _pau_d(x: Tensor, **p) -> Tensor:
 def _pau_p(x: Tensor, **p) -> dict[str, Tensor]:
     # df/da_k = x^k / Q: z^k r directly, z^(4-k) r reversed (x r for a5); df/d|b_k| =
     # -f |x|^k / Q: -f w^k r directly, -f w^(4-k) r reversed (the catalog's partials)
-    small, z, w, m, num, _, r = _pau_parts(x, p)
+    small, z, w, m, num, _, r, _, _ = _pau_parts(x, p)
     zp, wp = [torch.ones_like(z), z], [torch.ones_like(w), w]
     for _ in range(3):
         zp.append(zp[-1] * z)
         wp.append(wp[-1] * w)
     zp.append(zp[-1] * z)  # z^5
     big = [*zp[4::-1], x]
-    out = {n: torch.where(small, zp[k], big[k]) * r for k, n in enumerate(_PAU_A)}
+    out = {n: torch.where(small, zp[k], big[k]) * r for k, n in enumerate(PAU_A)}
     f = num * r * m
-    for k, n in enumerate(_PAU_B, start=1):
-        b = p[n]
-        sign = torch.sign(b) if isinstance(b, Tensor) else float((b > 0) - (b < 0))
-        out[n] = -sign * f * torch.where(small, wp[k], wp[4 - k]) * r
+    for k, n in enumerate(PAU_B, start=1):
+        out[n] = -_sign(p[n]) * f * torch.where(small, wp[k], wp[4 - k]) * r
     return out
 
 

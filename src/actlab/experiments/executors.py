@@ -264,15 +264,18 @@ def _user_activations(jobs: list[Job]) -> bytes:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
-def keep_freed_memory() -> bool:
+def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
     """Let glibc keep freed memory in the process instead of handing it back to the OS.
 
     A training step allocates and frees the same tensors every step. glibc maps large
     blocks afresh and trims the heap when a large block is freed, so the next step
     page-faults its memory back in: a stacked mlp/mnist1d run of 8 seeds took 49,000
     page faults (about 6 % of its time) that this removes (``benchmarks/engine.py``).
-    Called in actlab's worker processes only (process-wide; the memory stays reusable
-    by the process). Returns whether it applied (``False`` off glibc).
+    Blocks up to ``mmap_threshold`` bytes come from the heap, which is trimmed only above
+    ``trim_threshold`` free bytes. Called in actlab's worker processes only (process-wide;
+    the memory stays reusable by the process), and by the kernel benchmarks
+    (:func:`actlab.bench.timing.reuse_memory`). Returns whether it applied (``False`` off
+    glibc).
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -282,8 +285,8 @@ def keep_freed_memory() -> bool:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, 256 << 20))
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, trim_threshold))
 
 
 def _init_worker(user: bytes = b"") -> None:
