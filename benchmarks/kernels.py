@@ -88,6 +88,9 @@ def main() -> None:
         print(f"slower than the better of native and compiled hand formula (> 1.05; fwd/f+b): "
               f"{len(s.slower_than_best)} of {len(s.with_peer)}: "
               f"{', '.join(s.slower_than_best) or 'none'}")
+        aa = sorted(r.aa for r in rows)
+        print(f"A/A (each fast forward timed twice, second over first): {aa[0]:.2f} to "
+              f"{aa[-1]:.2f}, median {aa[len(aa) // 2]:.2f}: ratios within that of 1 are noise")
         out["kernels"] += [r.as_dict() for r in rows]
     if not a.no_ffn:
         ffn = bench_ffn(device=a.device, min_run_time=min_time, rounds=rounds, clock=a.clock)

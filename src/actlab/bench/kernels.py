@@ -44,7 +44,7 @@ from torch import Tensor
 
 from actlab.bench.hand import HandModule, hand_formula
 from actlab.bench.memory import saved_bytes_per_element
-from actlab.bench.timing import measure
+from actlab.bench.timing import measure, release_memory
 from actlab.catalog import Activation, get
 from actlab.catalog.activation import _upcast
 from actlab.catalog.fast import FastActivationModule, _fresh, compile_disabled
@@ -93,6 +93,7 @@ class KernelRow:
     fwd_hand: float = math.nan
     fb_hand: float = math.nan
     hand_path: str = "-"
+    fwd_fast_again: float = math.nan
 
     @property
     def floor_fwd(self) -> float:
@@ -170,12 +171,21 @@ class KernelRow:
         """Fast forward+backward / the faster of native and the compiled hand formula."""
         return self.fb_fast / self._best(self.fb_native, self.fb_hand)
 
+    @property
+    def aa(self) -> float:
+        """The fast forward timed again as another candidate, over the first: an A/A test.
+
+        The same kernel on the same tensor, interleaved like every other candidate, so
+        its distance from 1 is how far this run's ratios move without any difference in
+        the code (the measurement's noise on this machine at this moment)."""
+        return self.fwd_fast_again / self.fwd_fast
+
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         for key in ("floor_fwd", "floor_fb", "fwd_ratio", "fwd_ratio_native", "fwd_ratio_eager",
                     "fwd_ratio_composite", "fast_vs_native", "fb_ratio", "fb_ratio_native",
                     "fb_ratio_eager", "fb_ratio_composite", "fb_fast_vs_native", "fast_vs_hand",
-                    "fb_fast_vs_hand", "fast_vs_best", "fb_fast_vs_best"):
+                    "fb_fast_vs_hand", "fast_vs_best", "fb_fast_vs_best", "aa"):
             out[key] = getattr(self, key)
         return out
 
@@ -280,6 +290,7 @@ def bench_activation(
     ``hand=False`` skips the compiled hand-written formula; ``precise=True`` times the
     precise fast path (see :func:`actlab.catalog.fast.fast_call`).
     """
+    release_memory()  # what earlier activations freed (kept under reuse_memory())
     start = time.perf_counter()
     act = get(activation)
     dev = torch.device(device)
@@ -305,7 +316,8 @@ def bench_activation(
 
         return call
 
-    fns: dict[str, Callable[[], Any]] = {"clone": flat.clone, "fast": no_grad(fast)}
+    fns: dict[str, Callable[[], Any]] = {"clone": flat.clone, "fast": no_grad(fast),
+                                         "fast_again": no_grad(fast)}
     if native is not None:
         fns["native"] = no_grad(native)
     if hand_fn is not None:
@@ -356,6 +368,7 @@ def bench_activation(
         fwd_hand=t.get("hand", nan),
         fb_hand=t.get("fb_hand", nan),
         hand_path=hand_path,
+        fwd_fast_again=t["fast_again"],
     )
 
 
@@ -398,6 +411,7 @@ COLUMNS: Sequence[tuple[str, str]] = (
     ("comp fwd", "composite (unfused) forward / t_clone"),
     ("B saved", "bytes saved for backward per element: fast path"),
     ("B comp", "bytes saved per element: composite autograd path"),
+    ("A/A", "the fast forward timed again / fast forward: the run's noise"),
 )
 
 
@@ -409,7 +423,7 @@ def table_rows(rows: Sequence[KernelRow]) -> list[list[str]]:
             r.name, r.native or "-", r.path, _fmt(r.fwd_ratio), _fmt(r.fast_vs_native),
             _fmt(r.fast_vs_hand), _fmt(r.fb_ratio), _fmt(r.fb_fast_vs_native),
             _fmt(r.fb_fast_vs_hand), _fmt(r.fb_ratio_eager), _fmt(r.fwd_ratio_composite),
-            _fmt(r.saved_fast, 1), _fmt(r.saved_composite, 1),
+            _fmt(r.saved_fast, 1), _fmt(r.saved_composite, 1), _fmt(r.aa),
         ])
     return out
 

