@@ -11,15 +11,13 @@ moments. ``Timer`` synchronises CUDA; it runs with the process's thread count.
 
 from __future__ import annotations
 
-import ctypes
-import sys
 import time
 from collections.abc import Callable, Mapping
 
 import torch
 from torch.utils import benchmark
 
-from actlab.experiments.executors import keep_freed_memory
+from actlab.experiments.executors import keep_freed_memory, release_freed_memory
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
@@ -87,18 +85,12 @@ def release_memory() -> bool:
     With :func:`reuse_memory` nothing freed is ever returned, and a benchmark that goes
     through many activations, each with its own tensor sizes and saved intermediates,
     fragments the heap until the process holds all of the machine's memory (a full
-    ``--reuse-memory`` kernel run was killed for memory after 33 activations). The kernel
-    benchmark calls this after each activation: memory is reused within an activation's
-    measurements and returned between them. True if it applied (Linux with glibc).
+    ``--reuse-memory`` kernel run was killed for memory after 33 activations).
+    :func:`~actlab.bench.kernels.bench_activation` calls this before each activation:
+    memory is reused within an activation's measurements and returned between them.
+    True if it applied (Linux with glibc).
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return False
-    trim(0)
-    return True
+    return release_freed_memory()
 
 
 def sync(device: torch.device) -> None:

@@ -206,11 +206,17 @@ def _isru_core(x: Tensor, alpha: float) -> Tensor:
     return x / torch.sqrt(1.0 + u * u)
 
 
+def _isru_far(alpha: float) -> tuple[float, float]:
+    """``(limit, big)``: beyond ``|x| = big`` (sqrt(alpha) |x| = 1e18, and at +-inf) isru
+    is its limit ``+-limit = +-1/sqrt(alpha)`` in float32. Selecting it on the output
+    (one compare per side) is cheaper than clamping x and guarding the square: isrlu's
+    old form took 2.4 clones against the hand formula's 1.06 on an AVX-512 Xeon."""
+    r = 1.0 / math.sqrt(alpha)
+    return r, 1e18 * r
+
+
 def _isru(x: Tensor, alpha: float) -> Tensor:
-    # beyond sqrt(alpha) |x| = 1e18 (and at +-inf) the value is the limit +-1/sqrt(alpha):
-    # one compare per side on the output, where clamping x and selecting the denominator
-    # took 2.3 clones against the hand formula's 1.06 on an AVX-512 Xeon
-    c, big = 1.0 / math.sqrt(alpha), 1e18 / math.sqrt(alpha)
+    c, big = _isru_far(alpha)
     return torch.where(x > big, c, torch.where(x < -big, -c, _isru_core(x, alpha)))
 
 
@@ -221,7 +227,7 @@ def _isru_d(x: Tensor, alpha: float) -> Tensor:
 
 
 def _isrlu(x: Tensor, alpha: float) -> Tensor:
-    c, big = 1.0 / math.sqrt(alpha), 1e18 / math.sqrt(alpha)
+    c, big = _isru_far(alpha)
     return torch.where(x >= 0, x, torch.where(x < -big, -c, _isru_core(x, alpha)))
 
 

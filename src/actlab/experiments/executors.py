@@ -277,16 +277,37 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 
     (:func:`actlab.bench.timing.reuse_memory`). Returns whether it applied (``False`` off
     glibc).
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+    mallopt = _glibc("mallopt")  # musl has none
+    if mallopt is None:
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
         mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+
+
+def release_freed_memory() -> bool:
+    """Hand the freed memory glibc keeps in the process back to the OS (``malloc_trim``).
+
+    The counterpart of :func:`keep_freed_memory` for processes that move between very
+    different allocation patterns (the kernel benchmark, between activations). Returns
+    whether it applied (``False`` off glibc).
+    """
+    trim = _glibc("malloc_trim")
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+def _glibc(name: str) -> Any:
+    """glibc's function ``name`` through ctypes, or ``None`` (not Linux, or not glibc)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
 
 
 def _init_worker(user: bytes = b"") -> None:
