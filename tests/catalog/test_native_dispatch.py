@@ -15,9 +15,20 @@ from torch import nn
 
 import actlab
 from actlab.bench.accuracy import path_errors
-from actlab.catalog.native import APPROXIMATE, NATIVE_MODULE, describe, native_module_fn
+from actlab.catalog import ActivationModule
+from actlab.catalog.native import (
+    APPROXIMATE,
+    NATIVE_INPLACE,
+    NATIVE_MODULE,
+    NATIVE_OUTPUT_GRAD,
+    describe,
+    native_inplace_fn,
+    native_module_fn,
+)
 
 DISPATCHED = [pytest.param(c, id=case_id(c)) for c in CASES if get(c).module().native]
+IN_PLACE = [pytest.param(c, id=case_id(c)) for c in CASES
+            if native_inplace_fn(get(c), tuple(get(c).learn))]
 
 
 class ModuleView:
@@ -195,3 +206,71 @@ def test_model_trains_exactly_as_with_torch_nn():
         losses.append(trace)
     assert losses[0] == losses[1]
     assert losses[0][-1] < losses[0][0]
+
+
+def test_in_place_ops_are_native_ops_that_keep_only_their_output():
+    assert set(NATIVE_INPLACE) <= set(NATIVE_MODULE)
+    assert set(NATIVE_OUTPUT_GRAD) == set(NATIVE_INPLACE)
+    assert {"relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh"} <= {
+        case_id(c.values[0]).split("(")[0] for c in IN_PLACE}
+    # their backward needs the input: in place, autograd would keep a copy of it
+    assert not {"silu", "gelu", "mish", "hardswish", "softplus", "glu"} & set(NATIVE_INPLACE)
+    # PyTorch refuses these in-place backwards: out of place
+    assert native_inplace_fn(actlab.get("leaky_relu", alpha=-0.5)) is None
+    assert native_inplace_fn(actlab.get("elu", alpha=-1.0)) is None
+    assert native_inplace_fn(actlab.get("relu")) is torch.relu_
+    assert native_inplace_fn(actlab.get("prelu"), ("alpha",)) is None  # learned: not native
+
+
+@pytest.mark.parametrize("case", IN_PLACE)
+def test_an_in_place_module_overwrites_a_fresh_output_and_keeps_the_gradient(case):
+    act = get(case)
+    torch.manual_seed(0)
+    w = torch.randn(6, 6, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(256, 6, dtype=torch.float64) * 4
+    runs = []
+    for inplace in (False, True):
+        z = x @ w  # a layer's fresh output, as a model's activation gets it
+        y = ActivationModule(act, inplace=inplace)(z)
+        assert (y.data_ptr() == z.data_ptr()) == inplace
+        (g,) = torch.autograd.grad(y, w, torch.linspace(-1, 1, y.numel()).view_as(y).double())
+        runs.append((y.detach(), g))
+    (y0, g0), (y1, g1) = runs
+    assert torch.equal(y1, y0)
+    torch.testing.assert_close(g1, g0, rtol=1e-12, atol=1e-12)
+
+
+def test_in_place_falls_back_out_of_place():
+    z = torch.randn(8, 4)
+    cases = [
+        ActivationModule(actlab.get("gelu"), inplace=True),  # its backward needs the input
+        ActivationModule(actlab.get("tanh"), precise=True, inplace=True),  # not native
+        ActivationModule(actlab.get("leaky_relu", alpha=-0.5), inplace=True),
+        ActivationModule(actlab.get("swiglu"), inplace=True),
+    ]
+    for m in cases:
+        zz = (z.repeat(1, 2) if m.act.gated else z).clone().requires_grad_(True)
+        y = m(zz * 1.0)
+        y.sum().backward()  # no in-place autograd error
+        assert zz.grad is not None and y.data_ptr() != zz.data_ptr()
+    m = ActivationModule(actlab.get("relu"), inplace=True)
+    assert "inplace" in repr(m)
+    with actlab.low_memory():  # recomputation registers the output: out of place
+        zz = z.clone()
+        assert m(zz).data_ptr() != zz.data_ptr()
+    assert m(z).data_ptr() == z.data_ptr()
+    clone = pickle.loads(pickle.dumps(m))
+    zz = z.clone()
+    assert clone.inplace and clone(zz).data_ptr() == zz.data_ptr()
+
+
+@pytest.mark.parametrize("case", IN_PLACE)
+def test_the_output_grad_is_the_in_place_backward(case):
+    act = get(case)
+    x = (torch.linspace(-12, 12, 4001, dtype=torch.float64)).requires_grad_(True)
+    m = ActivationModule(act, inplace=True)
+    y = m(x * 1.0)
+    g = torch.cos(torch.arange(x.numel(), dtype=torch.float64))
+    (expected,) = torch.autograd.grad(y, x, g)
+    assert ActivationModule(act).output_grad is None  # out of place: no such backward
+    torch.testing.assert_close(m.output_grad(g, y.detach()), expected, rtol=1e-15, atol=0)

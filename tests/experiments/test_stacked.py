@@ -13,7 +13,13 @@ from actlab.experiments.data import Dataset, load_dataset, pydoc_text
 from actlab.experiments.models import CNN, MLP, MNIST1DCNN, CharTransformer
 from actlab.experiments.stacked import can_stack, stack_models, stack_problem
 from actlab.experiments.train import DivergenceWatch, fit_classifier, fit_lm, seed_everything
-from actlab.experiments.train_stacked import fit_classifier_stacked, fit_lm_stacked
+from actlab.experiments.train_stacked import (
+    cross_entropy_rows,
+    fit_classifier_stacked,
+    fit_lm_stacked,
+    mlp_step,
+    written_backward,
+)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 SEEDS = [0, 1, 2]
@@ -67,7 +73,8 @@ def digits():
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(
     ("activation", "residual", "epochs"),
-    [("relu", False, 20), ("swiglu", True, 8), ("formula:x*tanh(x)", False, 4)],
+    [("relu", False, 20), ("swiglu", True, 8), ("formula:x*tanh(x)", False, 4),
+     ("elu", True, 6)],
 )
 def test_mlp_stacked_equals_one_by_one_over_hundreds_of_steps(digits, device, activation,
                                                                residual, epochs):
@@ -217,6 +224,107 @@ def test_stacked_model_shapes_and_shared_inputs():
     stacked.keep(torch.tensor([2]))
     assert stacked.seeds == 1
     assert torch.allclose(stacked(x, shared=True)[0], models[2](x), atol=1e-6)
+
+
+def test_stacked_activations_overwrite_their_input_where_the_op_allows():
+    torch.manual_seed(0)
+    relu = [MLP(40, (16, 16), 10, "relu") for _ in range(2)]
+    stacked = stack_models(relu)
+    assert all(a.inplace for a in stacked.acts)
+    assert not any(a.inplace for m in relu for a in m.acts)  # the seeds' models untouched
+    z = torch.randn(2, 5, 16)
+    assert stacked.acts[0](z).data_ptr() == z.data_ptr()
+    gelu = stack_models([MLP(40, (16,), 10, "gelu") for _ in range(2)])
+    assert gelu.acts[0](z).data_ptr() != z.data_ptr()  # gelu's backward needs its input
+    # a stack of in-place activations trains as the seeds' own models
+    x, y = torch.randn(2, 7, 40), torch.randint(0, 10, (2, 7))
+    loss = cross_entropy_rows(stacked(x), y).sum()
+    loss.backward()
+    for s, model in enumerate(relu):
+        nn.functional.cross_entropy(model(x[s]), y[s], reduction="sum").backward()
+        assert torch.allclose(stacked.linears[0].weight.grad[s], model.linears[0].weight.grad.t(),
+                              atol=1e-5)
+
+
+@pytest.mark.parametrize(("activation", "residual"), [
+    ("relu", False), ("relu", True), ("tanh", True), ("leaky_relu", False), ("elu", False),
+    ("selu", True), ("sigmoid", False), ("celu", False), ("hardtanh", False),
+])
+def test_the_written_backward_is_autograds(activation, residual):
+    torch.manual_seed(0)
+    build = [MLP(12, (16, 16, 8), 5, activation, residual=residual).double() for _ in range(3)]
+    ours, theirs = stack_models(build), stack_models(build)
+    grads = written_backward(ours)
+    assert grads is not None and len(grads) == 3
+    x, y = torch.randn(3, 40, 12, dtype=torch.float64) * 2, torch.randint(0, 5, (3, 40))
+    ours.peaks.enabled = theirs.peaks.enabled = True
+    losses = mlp_step(ours, grads, x, y)
+    expected = cross_entropy_rows(theirs(x), y).mean(dim=1)
+    expected.sum().backward()
+    torch.testing.assert_close(losses, expected.detach(), rtol=1e-13, atol=1e-13)
+    for (name, p), q in zip(ours.named_parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-11, atol=1e-13, msg=name)
+    for name, peak in theirs.peaks.peaks.items():
+        assert torch.equal(ours.peaks.peaks[name], peak)
+    # the gradient buffers are kept: a second step overwrites them (no zero_grad)
+    kept = [p.grad for p in ours.parameters()]
+    mlp_step(ours, grads, x, y)
+    for p, g, q in zip(ours.parameters(), kept, theirs.parameters(), strict=True):
+        assert p.grad is g
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-11, atol=1e-13)
+
+
+def test_what_trains_through_autograd():
+    def stack(act, **kw):
+        torch.manual_seed(0)
+        return stack_models([MLP(12, (8,), 5, act, **kw) for _ in range(2)])
+
+    assert written_backward(stack("relu")) is not None
+    for act in ("gelu", "swiglu", "mish", "formula:x*tanh(x)"):  # backward needs the input
+        assert written_backward(stack(act)) is None, act
+    assert written_backward(stack(actlab.get("tanh").module(precise=True))) is None
+    frozen = stack("relu")
+    frozen.head.bias.requires_grad_(False)
+    assert written_backward(frozen) is None
+    with actlab.low_memory():
+        assert written_backward(stack("relu")) is None
+    assert written_backward(stack("relu").to(torch.bfloat16)) is None
+    logistic = stack_models([MLP(12, (), 5) for _ in range(2)])  # no hidden layer
+    assert written_backward(logistic) == []
+    torch.manual_seed(0)
+    assert written_backward(stack_models([CNN((1, 8, 8), 10, "relu", channels=(4,), hidden=8)
+                                          for _ in range(2)])) is None
+
+
+@pytest.mark.parametrize("write", [True, False])
+def test_both_stacked_paths_give_the_one_by_one_numbers(digits, write):
+    data = _as(digits, torch.float64, "cpu")
+    models = _models(lambda: MLP(64, (32,), 10, "tanh"), torch.float64, "cpu")
+    ones = [fit_classifier(m, data, seed=s, epochs=3) for s, m in
+            zip(SEEDS, _models(lambda: MLP(64, (32,), 10, "tanh"), torch.float64, "cpu"),
+                strict=True)]
+    for one, st in zip(ones, fit_classifier_stacked(models, data, SEEDS, epochs=3,
+                                                    write_backward=write), strict=True):
+        _same(one, st, 1e-5)
+
+
+def test_cross_entropy_rows_is_torchs_cross_entropy():
+    torch.manual_seed(0)
+    logits = (torch.randn(3, 50, 10, dtype=torch.float64) * 30).requires_grad_(True)
+    target = torch.randint(0, 10, (3, 50))
+    ours = cross_entropy_rows(logits, target)
+    theirs = nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(),
+                                         reduction="none").view(3, 50)
+    torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=1e-13)
+    weights = torch.rand(3, 50, dtype=torch.float64)
+    (g1,) = torch.autograd.grad(ours, logits, weights)
+    (g2,) = torch.autograd.grad(theirs, logits, weights)
+    torch.testing.assert_close(g1, g2, rtol=1e-13, atol=1e-13)
+    half = logits.detach().bfloat16()
+    out = cross_entropy_rows(half, target)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, nn.functional.cross_entropy(
+        half.float().flatten(0, 1), target.flatten(), reduction="none").view(3, 50))
 
 
 @pytest.mark.parametrize("c_in", [1, 16])  # grouped kernel below 8 channels, per seed above

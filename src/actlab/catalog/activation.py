@@ -25,7 +25,13 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import is_lazy
 
 from actlab.catalog import recompute
-from actlab.catalog.native import APPROXIMATE, native_module_fn
+from actlab.catalog.native import (
+    APPROXIMATE,
+    GradFn,
+    native_inplace_fn,
+    native_module_fn,
+    native_output_grad_fn,
+)
 from actlab.catalog.spec import ActivationSpec
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -497,6 +503,12 @@ class ActivationModule(nn.Module):
         precise: never run a native op that is less accurate than the catalog's
             tolerance (``gelu``, ``gelu_tanh``, ``sigmoid``, ``tanh``, ``glu``: see
             :data:`actlab.catalog.native.APPROXIMATE`); use the catalog's stable formulas.
+        inplace: write the output into the input's memory, as ``torch.nn.ReLU(inplace=True)``,
+            where the native op allows it at no cost (its autograd keeps only the output:
+            relu, leaky_relu, elu, selu, sigmoid, tanh, ...; see
+            :data:`actlab.catalog.native.NATIVE_INPLACE`); elsewhere, and inside
+            :func:`actlab.low_memory`, the module computes out of place. Only for inputs that
+            nothing else reads (a layer's fresh output).
 
     Shape: ``(*, H)`` -> ``(*, H)``; gated activations: ``(*, 2H)`` -> ``(*, H)``.
     Learned per-channel parameters (the spec's ``per_channel``) have shape ``(C,)`` and
@@ -511,11 +523,13 @@ class ActivationModule(nn.Module):
     """
 
     def __init__(
-        self, act: Activation, channels: int | None = None, precise: bool = False
+        self, act: Activation, channels: int | None = None, precise: bool = False,
+        inplace: bool = False,
     ) -> None:
         super().__init__()
         self.act = act
         self.precise = bool(precise)
+        self.inplace = bool(inplace)
         self._learned = tuple(act.learn)
         self._channel_dims = {n: d for n, d in act.spec.per_channel.items() if n in self._learned}
         self.channels = _check_channels(channels)
@@ -534,6 +548,7 @@ class ActivationModule(nn.Module):
         if self.precise and act.spec.name in APPROXIMATE:
             native = None
         self._native = native
+        self._native_inplace = native_inplace_fn(act, self._learned) if native else None
         self._gated = act.gated
 
     def _channels_of(self, x: Tensor, name: str) -> int:
@@ -578,7 +593,18 @@ class ActivationModule(nn.Module):
         """Whether the module runs PyTorch's native op (see :mod:`actlab.catalog.native`)."""
         return self._native is not None
 
+    @property
+    def output_grad(self) -> GradFn | None:
+        """For a module that runs in place: ``(g, y) -> g * f'(x)`` from its output
+        ``y = f(x)`` (the kernel its autograd runs), for loops that write the backward
+        out; ``None`` otherwise."""
+        if not self.inplace or self._native_inplace is None:
+            return None
+        return native_output_grad_fn(self.act, self._learned)
+
     def forward(self, x: Tensor) -> Tensor:
+        if self.inplace and self._native_inplace is not None and not recompute.active():
+            return self._native_inplace(x)
         y = self._compute(x)
         if recompute.active():  # inside actlab.low_memory(): later layers need not keep y
             recompute.register_output(y, x, [getattr(self, n) for n in self._learned],
@@ -621,7 +647,8 @@ class ActivationModule(nn.Module):
             f"{k}=learned per channel" if k in self._channel_dims else f"{k}=learned"
             for k in self._learned
         )
-        inner = ", ".join(s for s in (fixed, learned, "precise" if self.precise else "") if s)
+        flags = ("precise" if self.precise else "", "inplace" if self.inplace else "")
+        inner = ", ".join(s for s in (fixed, learned, *flags) if s)
         if self._channel_dims and self.channels is not None:
             inner += f", channels={self.channels}"
         return f"{self.act.name}{', ' if inner else ''}{inner}"

@@ -108,6 +108,68 @@ APPROXIMATE: dict[str, str] = {
 }
 
 
+def _if(ok: bool, fn: NativeFn) -> NativeFn | None:
+    return fn if ok else None
+
+
+#: the native ops that can overwrite their input at no cost: their in-place autograd
+#: keeps only the output, as the out-of-place op does or instead of the input (PyTorch
+#: refuses the in-place backward of leaky_relu and elu with a negative slope or alpha).
+#: Ops whose backward needs the input (silu, gelu, mish, hardswish, ...) are absent: in
+#: place, autograd would have to keep a copy of it. Used by ``ActivationModule(...,
+#: inplace=True)``.
+NATIVE_INPLACE: dict[str, Callable[[Mapping[str, float]], NativeFn | None]] = {
+    "relu": lambda p: torch.relu_,
+    "leaky_relu": lambda p: _if(p["alpha"] >= 0, partial(F.leaky_relu_, negative_slope=p["alpha"])),
+    "prelu": lambda p: _if(p["alpha"] >= 0, partial(F.leaky_relu_, negative_slope=p["alpha"])),
+    "relu6": lambda p: partial(F.hardtanh_, min_val=0.0, max_val=6.0),
+    "hardtanh": lambda p: partial(F.hardtanh_, min_val=p["min_val"], max_val=p["max_val"]),
+    "elu": lambda p: _if(p["alpha"] >= 0, partial(F.elu_, alpha=p["alpha"])),
+    "celu": lambda p: _if(p["alpha"] > 0, partial(F.celu_, alpha=p["alpha"])),
+    "selu": lambda p: F.selu_,
+    "sigmoid": lambda p: torch.sigmoid_,
+    "tanh": lambda p: torch.tanh_,
+}
+
+
+GradFn = Callable[[Tensor, Tensor], Tensor]
+_aten = torch.ops.aten
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+#: for the ops of :data:`NATIVE_INPLACE`: ``(g, y) -> g * f'(x)`` from the output
+#: ``y = f(x)``, the kernel their in-place autograd runs. Training loops that write a
+#: model's backward out (``actlab.experiments.train_stacked``) call it directly.
+NATIVE_OUTPUT_GRAD: dict[str, Callable[[Mapping[str, float]], GradFn]] = {
+    "relu": lambda p: partial(_aten.threshold_backward, threshold=0.0),
+    "leaky_relu": lambda p: partial(_aten.leaky_relu_backward, negative_slope=p["alpha"],
+                                    self_is_result=True),
+    "prelu": lambda p: partial(_aten.leaky_relu_backward, negative_slope=p["alpha"],
+                               self_is_result=True),
+    "relu6": lambda p: partial(_aten.hardtanh_backward, min_val=0.0, max_val=6.0),
+    "hardtanh": lambda p: partial(_aten.hardtanh_backward, min_val=p["min_val"],
+                                  max_val=p["max_val"]),
+    "elu": lambda p: _elu_grad(p["alpha"], 1.0, 1.0),
+    "celu": lambda p: _elu_grad(p["alpha"], 1.0, 1.0 / p["alpha"]),
+    "selu": lambda p: _elu_grad(_SELU_ALPHA, _SELU_SCALE, 1.0),
+    "sigmoid": lambda p: _aten.sigmoid_backward,
+    "tanh": lambda p: _aten.tanh_backward,
+}
+
+
+def _elu_grad(alpha: float, scale: float, input_scale: float) -> GradFn:
+    def grad(g: Tensor, y: Tensor) -> Tensor:
+        return _aten.elu_backward(g, alpha, scale, input_scale, True, y)
+
+    return grad
+
+
+def native_output_grad_fn(act: Activation, learned: tuple[str, ...] = ()) -> GradFn | None:
+    """``(g, y) -> g * f'(x)`` from ``y = f(x)`` where ``act`` runs in place, or ``None``."""
+    if native_inplace_fn(act, learned) is None:
+        return None
+    return NATIVE_OUTPUT_GRAD[act.spec.name](act.params)
+
+
 def native_module_fn(act: Activation, learned: tuple[str, ...] = ()) -> NativeFn | None:
     """The native callable an activation module runs for ``act``, or ``None``.
 
@@ -115,9 +177,21 @@ def native_module_fn(act: Activation, learned: tuple[str, ...] = ()) -> NativeFn
     (or whose op cannot express these parameter values) and those whose native autograd
     would save more than the input.
     """
+    return _lookup(NATIVE_MODULE, act, learned)
+
+
+def native_inplace_fn(act: Activation, learned: tuple[str, ...] = ()) -> NativeFn | None:
+    """The native in-place callable for ``act`` (:data:`NATIVE_INPLACE`), or ``None``."""
+    if native_module_fn(act, learned) is None:
+        return None
+    return _lookup(NATIVE_INPLACE, act, learned)
+
+
+def _lookup(table: Mapping[str, Callable[[Mapping[str, float]], NativeFn | None]],
+            act: Activation, learned: tuple[str, ...]) -> NativeFn | None:
     if learned or not act.spec.builtin:
         return None
-    factory = NATIVE_MODULE.get(act.spec.name)
+    factory = table.get(act.spec.name)
     return factory(act.params) if factory is not None else None
 
 

@@ -28,9 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from actlab.catalog import recompute
+from actlab.catalog.native import GradFn
 from actlab.experiments.base import STATUS_DIVERGED, STATUS_OK
 from actlab.experiments.data import Dataset, TextData
-from actlab.experiments.stacked import StackedModule, stack_models
+from actlab.experiments.stacked import StackedMLP, StackedModule, stack_models
 from actlab.experiments.train import (
     DEAD_EVERY,
     DIVERGE_FACTOR,
@@ -64,6 +66,94 @@ def _leave(model: StackedModule, opt: torch.optim.Optimizer, watch: DivergenceWa
     watch.select(index)
 
 
+def cross_entropy_rows(logits: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy of each example: ``(*, C)`` logits, ``(*)`` class indices -> ``(*)``.
+
+    ``logsumexp(logits) - logits[target]``: the values of ``F.cross_entropy(...,
+    reduction="none")`` up to float rounding (``logsumexp`` subtracts the maximum), and
+    on CPU 2.5x faster forward and backward for a stack's logits (``(8 * 128, 10)``:
+    97 against 240 us; ATen's log-softmax over a short last dimension is slow). Half
+    precision logits are computed in float32, as ``F.cross_entropy`` accumulates.
+    """
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    picked = logits.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    return logits.logsumexp(dim=-1) - picked
+
+
+def written_backward(model: nn.Module) -> list[GradFn] | None:
+    """Whether :func:`mlp_step` can train ``model``: per activation layer, its
+    ``(g, y) -> g * f'(x)``, or ``None``.
+
+    It can for a :class:`~actlab.experiments.stacked.StackedMLP` whose activations run in
+    place (:data:`~actlab.catalog.native.NATIVE_INPLACE`: relu, leaky_relu, elu, selu,
+    sigmoid, tanh, ...), outside :func:`actlab.low_memory`, with every parameter trained
+    and in float32 or float64.
+    """
+    if not isinstance(model, StackedMLP) or recompute.active():
+        return None
+    if not all(p.requires_grad and p.dtype in (torch.float32, torch.float64)
+               for p in model.parameters()):
+        return None  # half precision: autograd's loss in float32
+    grads = [getattr(act, "output_grad", None) for act in model.acts]
+    return None if any(g is None for g in grads) else grads
+
+
+def _grad_of(p: Tensor) -> Tensor:
+    if p.grad is None or p.grad.shape != p.shape:
+        p.grad = torch.empty_like(p)
+    return p.grad
+
+
+@torch.no_grad()
+def mlp_step(model: StackedMLP, grads: Sequence[GradFn], x: Tensor, y: Tensor) -> Tensor:
+    """Forward and backward of one training step of a stacked MLP, written out.
+
+    ``x``: ``(S, N, *)`` inputs, ``y``: ``(S, N)`` classes. Leaves each parameter's
+    gradient of the seeds' summed mean cross-entropy in its ``.grad`` (overwritten, in
+    buffers kept from step to step: no ``zero_grad`` needed) and returns the per-seed
+    losses ``(S,)``; the optimiser's step is the caller's. The same operations as
+    autograd runs (``baddbmm``, the activation in place, ``logsumexp``, ``bmm`` for the
+    weight and input gradients, the activation's own backward kernel from its output),
+    without building and walking a graph: 4 % faster a step for 8 seeds of mlp/mnist1d.
+    ``grads`` comes from :func:`written_backward`; activation peaks are recorded as in
+    the model's forward.
+    """
+    n = y.shape[1]
+    layers = [*model.linears, model.head]
+    inputs, outs = [], []
+    h = x if x.dim() == 3 else x.flatten(2)
+    for i, (lin, act, skip) in enumerate(zip(model.linears, model.acts, model.skips,
+                                             strict=True)):
+        inputs.append(h)
+        out = act(lin(h))  # in place: z's memory holds f(z)
+        model._peak(f"acts.{i}", out, 0, [-1])
+        outs.append(out)
+        h = h + out if skip else out
+    inputs.append(h)
+    logits = model.head(h)
+    lse = logits.logsumexp(dim=-1)
+    target = y.unsqueeze(-1)
+    losses = (lse - logits.gather(-1, target).squeeze(-1)).mean(dim=1)
+    g = logits.sub_(lse.unsqueeze(-1)).exp_()  # softmax, in the logits' memory
+    g.scatter_add_(-1, target, torch.full(target.shape, -1.0, dtype=g.dtype, device=g.device))
+    g.div_(n)  # d(mean over the seed's batch)
+    carry: Tensor | None = None  # a residual layer's gradient, passed around its block
+    for k in range(len(layers) - 1, -1, -1):
+        lin = layers[k]
+        torch.bmm(inputs[k].transpose(1, 2), g, out=_grad_of(lin.weight))
+        if lin.bias is not None:
+            torch.sum(g, dim=1, out=_grad_of(lin.bias))
+        if k == 0:
+            break
+        gh = torch.bmm(g, lin.weight.transpose(1, 2))  # d inputs[k]
+        if carry is not None:
+            gh += carry
+        carry = gh if model.skips[k - 1] else None
+        g = grads[k - 1](gh, outs[k - 1])
+    return losses
+
+
 @torch.no_grad()
 def evaluate_stacked(
     model: StackedModule, x: Tensor, y: Tensor, batch_size: int = 4096
@@ -81,8 +171,7 @@ def evaluate_stacked(
     for i in range(0, len(y), chunk):
         logits = model(x[i : i + chunk], shared=True)
         yb = y[i : i + chunk]
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), yb.repeat(s), reduction="none")
-        loss_sum += loss.reshape(s, -1).sum(dim=1)
+        loss_sum += cross_entropy_rows(logits, yb.expand(s, -1)).sum(dim=1)
         correct += (logits.argmax(dim=-1) == yb).sum(dim=1)
     model.train(was_training)
     n = max(len(y), 1)
@@ -102,8 +191,12 @@ def fit_classifier_stacked(
     monitor_dead: bool = True,
     diverge_factor: float | None = DIVERGE_FACTOR,
     dead_every: int = DEAD_EVERY,
+    write_backward: bool = True,
 ) -> list[FitResult]:
     """:func:`~actlab.experiments.train.fit_classifier` for several seeds at once.
+
+    Stacked MLPs whose activations run in place train through :func:`mlp_step` (the
+    backward written out) unless ``write_backward=False`` (autograd).
 
     ``models[i]`` is seed ``seeds[i]``'s model; seed ``seeds[i]`` also seeds its batch
     shuffling. Returns one ``FitResult`` per seed, in order; ``dead_fraction`` counts,
@@ -127,6 +220,7 @@ def fit_classifier_stacked(
     device = data.x_train.device
     model = stack_models(models)
     opt = make_optimizer(model, optimizer, lr, weight_decay, fused=True)
+    written = written_backward(model) if write_backward else None
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     watch = DivergenceWatch(device, diverge_factor, shape=(len(seeds),))
     names = ["train_loss", "test_loss", "test_accuracy", "epoch_time"]
@@ -146,12 +240,15 @@ def fit_classifier_stacked(
         for b, i in enumerate(range(0, n, batch_size)):
             model.peaks.enabled = monitor_dead and b % dead_every == 0
             idx = perm[:, i : i + batch_size]
-            logits = model(x[idx])
-            per_seed = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), y[idx].reshape(-1), reduction="none"
-            ).reshape(idx.shape).mean(dim=1)
-            opt.zero_grad(set_to_none=True)
-            per_seed.sum().backward()
+            rows = idx.flatten()  # index_select: 4x faster than x[idx] on CPU
+            xb = x.index_select(0, rows).view(*idx.shape, *x.shape[1:])
+            yb = y.index_select(0, rows).view(idx.shape)
+            if written is not None:
+                per_seed = mlp_step(model, written, xb, yb)
+            else:
+                per_seed = cross_entropy_rows(model(xb), yb).mean(dim=1)
+                opt.zero_grad(set_to_none=True)
+                per_seed.sum().backward()
             opt.step()
             losses.append(per_seed.detach())
         steps += len(losses)
@@ -305,4 +402,12 @@ def fit_lm_stacked(
     return results
 
 
-__all__ = ["evaluate_stacked", "fit_classifier_stacked", "fit_lm_stacked", "lm_loss_stacked"]
+__all__ = [
+    "cross_entropy_rows",
+    "evaluate_stacked",
+    "fit_classifier_stacked",
+    "fit_lm_stacked",
+    "lm_loss_stacked",
+    "mlp_step",
+    "written_backward",
+]
