@@ -122,6 +122,40 @@ def test_geglu_default_gate_is_pytorchs_erf_gelu():
         assert (tail.min() > 0.5) if not precise else (tail.max() < 1e-5)
 
 
+# the default float32 forms that drop the catalog's care near 0 (APPROXIMATE_FORMS):
+# absolute error bound for |x| < 1e-2 (measured: elu 3.0e-8, selu 5.4e-8, celu(2) 6.0e-8,
+# xielu 2.4e-8, bent_identity 4.5e-8), where the precise forms keep 1e-5 relative
+NEAR_ZERO = [("elu", {}, 4e-8), ("selu", {}, 7e-8), ("celu", {"alpha": 2.0}, 8e-8),
+             ("xielu", {}, 4e-8), ("bent_identity", {}, 6e-8)]
+
+
+@pytest.mark.parametrize(("name", "params", "bound"), NEAR_ZERO, ids=lambda v: str(v))
+def test_default_forms_lose_digits_only_near_zero(name, params, bound):
+    """elu, selu, celu, xielu compute expm1 as exp(x) - 1 (as inductor compiles
+    torch.expm1 and the hand formula writes it), bent_identity sqrt(x^2 + 1) - 1 as it
+    reads: faster, absolute error below ``bound`` near 0, relative 1e-5 elsewhere; the
+    backward is the precise path's. ``precise=True`` keeps the accurate forms."""
+    act = actlab.get(name, **params)
+    x = torch.cat([-torch.logspace(-12, 1.5, 20001), torch.logspace(-12, 1.5, 20001)])
+    runs = []
+    for precise in (False, True):
+        m = act.module(fast=True, precise=precise)
+        assert m.path(x) == "compiled"
+        xr = x.clone().requires_grad_(True)
+        y = m(xr)
+        (g,) = torch.autograd.grad(y, xr, torch.ones_like(y))
+        runs.append((y.detach().double(), g))
+    (d, gd), (p, gp) = runs
+    ref = act(x.double()).detach()
+    small = x.abs() < 1e-2
+    assert (d - ref).abs()[small].max() <= bound
+    assert ((d - p).abs() / p.abs())[~small].max() <= 1e-5
+    rel_default = ((d - ref).abs() / ref.abs())[small].max()
+    rel_precise = ((p - ref).abs() / ref.abs())[small].max()
+    assert rel_default > 5e-5 and rel_precise < 2e-6  # the digits the default drops
+    torch.testing.assert_close(gd, gp, rtol=1e-6, atol=0)
+
+
 def test_float64_and_half_precision(eager):
     act = actlab.get("mish")
     x64 = torch.linspace(-8, 8, 101, dtype=torch.float64)

@@ -137,7 +137,7 @@ DOCUMENTED = [
     ("gelu", "fast_precise", (-10.0, -3.0), 1e-5, 1e-5, None),
     ("gelu_tanh", "native", (-3.0, 3.0), 2e-5, None, 1.1e-6),
     ("gelu_tanh", "precise", (-10.0, -3.0), 2e-5, 2e-5, None),
-    ("gelu_tanh", "fast", (-10.0, -3.0), 2e-5, 2e-5, None),
+    ("gelu_tanh", "fast_precise", (-10.0, -3.0), 2e-5, 2e-5, None),
     ("sigmoid", "native", (-10.0, 30.0), 2e-7, None, 1e-7),
     ("sigmoid", "precise", (-10.0, 30.0), 2e-7, 3e-7, None),
     ("tanh", "native", (-30.0, 30.0), 1e-7, None, 1e-7),

@@ -422,8 +422,9 @@ def fast_call(act: Activation, x: Any, precise: bool = False) -> Any:
     Hyper-parameters are the activation's fixed values (use
     ``act.module(fast=True)`` to learn them). Tensors in, tensor out; NumPy in, NumPy out.
     ``precise=True`` never runs the less accurate native ops
-    (:data:`~actlab.catalog.fast_forms.NATIVE_AUTOGRAD`: gelu, sigmoid) or forms
-    (:data:`~actlab.catalog.fast_forms.APPROXIMATE_FORMS`: geglu's erf gate).
+    (:data:`~actlab.catalog.fast_forms.NATIVE_AUTOGRAD`: gelu, gelu_tanh, sigmoid, tanh)
+    or forms (:data:`~actlab.catalog.fast_forms.APPROXIMATE_FORMS`: geglu's erf gate,
+    ``exp(x) - 1`` for elu, selu, celu and xielu, bent_identity as written).
 
     Example:
         >>> x = torch.randn(4, 6, requires_grad=True)
@@ -470,7 +471,7 @@ class FastActivationModule(ActivationModule):
     def path(self, x: Tensor) -> str:
         """How inputs like ``x`` run: ``"compiled"``, ``"aten"`` (ATen's own single-pass
         kernels, for piecewise-linear built-ins), ``"native"`` (the native op and its
-        autograd: gelu, sigmoid unless ``precise``), ``"aten+compiled"`` (ATen
+        autograd: gelu, gelu_tanh, sigmoid, tanh unless ``precise``), ``"aten+compiled"`` (ATen
         forward, compiled backward) or ``"eager"`` (after a fall-back)."""
         return _kernels(self.act, self._learned, x, self.precise).path
 
