@@ -12,7 +12,8 @@ one process and one thread, for the mlp/mnist1d MLP (40-256-128-10, ReLU, batch 
 * ``matmuls, S seeds``: the same products as ``S``-seed batched ``baddbmm``/``bmm`` (what
   the stacked model runs), per seed;
 * ``whole step, k seeds stacked``: a whole training step of a stack written by hand
-  (``baddbmm``, ``F.relu``, cross-entropy, fused Adam), per seed, for k = 1, 2, 4, ... up
+  (``baddbmm``, ``F.relu`` in place, cross-entropy as ``logsumexp - gather``, fused
+  Adam: as ``benchmarks/engine.py``'s hand-written stack), per seed, for k = 1, 2, 4, ... up
   to ``S``: what a stack costs beyond its matmuls (the activations, their backward, the
   loss and Adam on tensors that grow with k).
 
@@ -115,8 +116,9 @@ def main() -> None:
             for j, (wj, bj) in enumerate(zip(ws, bs, strict=True)):
                 h = torch.baddbmm(bj, h, wj)
                 if j < len(pairs) - 1:
-                    h = F.relu(h)
-            loss = F.cross_entropy(h.flatten(0, 1), ys, reduction="none").view(k, n)
+                    h = F.relu(h, inplace=True)  # baddbmm's backward does not read h
+            # ATen's log-softmax is slow over 10 classes: logsumexp - gather
+            loss = h.logsumexp(-1) - h.gather(-1, ys.view(k, n, 1)).squeeze(-1)
             sopt.zero_grad(set_to_none=True)
             loss.mean(dim=1).sum().backward()
             sopt.step()
