@@ -27,7 +27,8 @@ form here uses at most one or two ``exp`` s, one division, short polynomials and
 * the overflow guards of isru, isrlu and bent_identity select the limit on the output
   (one compare per side) rather than clamping x and guarding the square: around a sqrt
   and a division, every extra operation shows; elish's sigmoid and ``expm1`` share one
-  ``exp``.
+  ``exp``; snake keeps f(+-inf) = +-inf by a compare on |x| and a select on the output
+  (inductor vectorises both; its clamp and ``isinf`` cost more than the ``sin``).
 
 ``tests/bench`` checks every form against float64 references with the catalog's
 tolerances, and ``tests/catalog/test_nonfinite.py`` their values at NaN and +-inf (the
@@ -418,6 +419,18 @@ def _bent_plain(x: Tensor) -> Tensor:
     return torch.where(x.abs() > _BENT_BIG, far, (torch.sqrt(x * x + 1.0) - 1.0) * 0.5 + x)
 
 
+def _snake(x: Tensor, alpha: Any) -> Tensor:
+    """The catalog's snake (x clamped to +-1e30 before sin, so that f(+-inf) = +-inf) with
+    the guard on the output, as a compare inductor vectorises: its clamp cost 1.65x the
+    unguarded formula's time on a Xeon, ``isinf`` (a scalar loop) 1.52x, this 1.20x.
+    Beyond 1e30 the sin term (at most 1/alpha) is below x's rounding, as in the catalog."""
+    return x + torch.where(x.abs() < _BIG, torch.sin(alpha * x).square() / alpha, 0.0)
+
+
+def _snake_d(x: Tensor, alpha: Any) -> Tensor:
+    return 2.0 * torch.sin(alpha * x + math.pi / 4).square()
+
+
 def _bent_d(x: Tensor) -> Tensor:
     far = torch.where(x > 0, 1.5, 0.5)
     return torch.where(x.abs() > _BENT_BIG, far, 0.5 * x / torch.sqrt(x * x + 1.0) + 1.0)
@@ -608,6 +621,7 @@ FAST_FORMS: dict[str, tuple[Callable[..., Any], ...]] = {
     "softplus": (_softplus, _softplus_d),
     "tanhshrink": (_tanhshrink, _tanhshrink_d),
     "bent_identity": (_bent, _bent_d),
+    "snake": (_snake, _snake_d),
     "glu": (lambda a, b: a * _sigmoid(b), _glu_d),
     "geglu": (_geglu, _geglu_d),
     "swiglu": (_swiglu, _swiglu_d),
