@@ -578,6 +578,12 @@ spec(
     params={"w0": 1.0},
     forward=lambda x, w0: torch.sin(w0 * x), derivative=lambda x, w0: w0 * torch.cos(w0 * x),
 )
+def _snake_d(x: Tensor, alpha: float | Tensor) -> Tensor:
+    # 1 + sin(2 alpha x) = 2 sin^2(alpha x + pi/4): exact near the double roots of f',
+    # where 1 + sin(...) cancels to ~eps absolute (relative error ~1e-3 in float32)
+    return 2.0 * torch.sin(alpha * x + math.pi / 4).square()
+
+
 spec(
     name="snake", family="periodic", formula="f(x) = x + sin^2(alpha x) / alpha",
     reference=(
@@ -586,9 +592,7 @@ spec(
     params={"alpha": 1.0}, learnable=("alpha",), learned_by_default=("alpha",),
     param_ranges={"alpha": (1e-9, None)},
     forward=lambda x, alpha: x + torch.sin(alpha * _finite(x)).square() / alpha,
-    # 1 + sin(2 alpha x) = 2 sin^2(alpha x + pi/4): exact near the double roots of f',
-    # where 1 + sin(...) cancels to ~eps absolute (relative error ~1e-3 in float32)
-    derivative=lambda x, alpha: 2.0 * torch.sin(alpha * x + math.pi / 4).square(),
+    derivative=_snake_d,
 )
 
 # ----------------------------------------------------------------------------- GLU family (gated)

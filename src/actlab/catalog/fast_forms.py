@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from actlab.catalog.builtins import PAU_A, PAU_B, _sign
+from actlab.catalog.builtins import PAU_A, PAU_B, _sign, _snake_d
 from actlab.catalog.builtins import _horner as _poly  # lowest degree first, any coefficients
 
 SQRT_2 = math.sqrt(2.0)
@@ -425,10 +425,6 @@ def _snake(x: Tensor, alpha: Any) -> Tensor:
     unguarded formula's time on a Xeon, ``isinf`` (a scalar loop) 1.52x, this 1.20x.
     Beyond 1e30 the sin term (at most 1/alpha) is below x's rounding, as in the catalog."""
     return x + torch.where(x.abs() < _BIG, torch.sin(alpha * x).square() / alpha, 0.0)
-
-
-def _snake_d(x: Tensor, alpha: Any) -> Tensor:
-    return 2.0 * torch.sin(alpha * x + math.pi / 4).square()
 
 
 def _bent_d(x: Tensor) -> Tensor:

@@ -60,6 +60,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from actlab.catalog.builtins import SELU_ALPHA, SELU_SCALE
+
 if TYPE_CHECKING:
     from actlab.catalog.activation import Activation
 
@@ -134,7 +136,6 @@ NATIVE_INPLACE: dict[str, Callable[[Mapping[str, float]], NativeFn | None]] = {
 
 GradFn = Callable[[Tensor, Tensor], Tensor]
 _aten = torch.ops.aten
-_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
 #: for the ops of :data:`NATIVE_INPLACE`: ``(g, y) -> g * f'(x)`` from the output
 #: ``y = f(x)``, the kernel their in-place autograd runs. Training loops that write a
@@ -150,7 +151,7 @@ NATIVE_OUTPUT_GRAD: dict[str, Callable[[Mapping[str, float]], GradFn]] = {
                                   max_val=p["max_val"]),
     "elu": lambda p: _elu_grad(p["alpha"], 1.0, 1.0),
     "celu": lambda p: _elu_grad(p["alpha"], 1.0, 1.0 / p["alpha"]),
-    "selu": lambda p: _elu_grad(_SELU_ALPHA, _SELU_SCALE, 1.0),
+    "selu": lambda p: _elu_grad(SELU_ALPHA, SELU_SCALE, 1.0),
     "sigmoid": lambda p: _aten.sigmoid_backward,
     "tanh": lambda p: _aten.tanh_backward,
 }

@@ -287,17 +287,26 @@ class StackedMLP(StackedModule):
         self.head = StackedLinear([m.head for m in models])
 
     def forward(self, x: Tensor, shared: bool = False) -> Tensor:
+        return self.trace(x, shared)[2]
+
+    def trace(self, x: Tensor, shared: bool = False) -> tuple[list[Tensor], list[Tensor], Tensor]:
+        """The forward, keeping its pieces: ``(inputs, outputs, logits)``, each linear
+        layer's input (the head's last) and each activation's output (what a written-out
+        backward needs, :func:`~actlab.experiments.train_stacked.mlp_step`)."""
         keep = 2 if shared else 3
         h = x if x.dim() == keep else x.flatten(keep - 1)
+        inputs, outputs = [], []
         for i, (lin, act, skip) in enumerate(zip(self.linears, self.acts, self.skips,
                                                  strict=True)):
-            z = lin.shared(h) if shared and i == 0 else lin(h)
-            out = act(z)
+            inputs.append(h)
+            out = act(lin.shared(h) if shared and i == 0 else lin(h))
             self._peak(f"acts.{i}", out, 0, [-1])
+            outputs.append(out)
             h = h + out if skip else out
+        inputs.append(h)
         if shared and not len(self.linears):
-            return self.head.shared(h)
-        return self.head(h)
+            return inputs, outputs, self.head.shared(h)
+        return inputs, outputs, self.head(h)
 
 
 class StackedConv(nn.Module):

@@ -121,17 +121,7 @@ def mlp_step(model: StackedMLP, grads: Sequence[GradFn], x: Tensor, y: Tensor) -
     """
     n = y.shape[1]
     layers = [*model.linears, model.head]
-    inputs, outs = [], []
-    h = x if x.dim() == 3 else x.flatten(2)
-    for i, (lin, act, skip) in enumerate(zip(model.linears, model.acts, model.skips,
-                                             strict=True)):
-        inputs.append(h)
-        out = act(lin(h))  # in place: z's memory holds f(z)
-        model._peak(f"acts.{i}", out, 0, [-1])
-        outs.append(out)
-        h = h + out if skip else out
-    inputs.append(h)
-    logits = model.head(h)
+    inputs, outs, logits = model.trace(x)  # activations in place: z's memory holds f(z)
     lse = logits.logsumexp(dim=-1)
     target = y.unsqueeze(-1)
     losses = (lse - logits.gather(-1, target).squeeze(-1)).mean(dim=1)
