@@ -77,6 +77,7 @@ QUICK: dict[str, str] = {
     "actlab bench swiglu --ffn": "actlab bench swiglu --ffn --quick --size '2**12'",
     "python benchmarks/stack_floor.py --seeds 8":
         "python benchmarks/stack_floor.py --seeds 2 --rounds 1 --min-time 0.01",
+    "python benchmarks/pau_forms.py": "python benchmarks/pau_forms.py --size 4096 --rounds 1",
 }
 # Commands too long even for the slow test (an hour): their quick form runs there
 CAPPED: dict[str, str] = {
