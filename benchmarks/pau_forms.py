@@ -43,7 +43,7 @@ from actlab.catalog.builtins import PAU_A, PAU_B
 from actlab.catalog.builtins import _horner as horner
 from actlab.catalog.fast_forms import FAST_FORMS
 
-FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_MAX = torch.finfo(torch.float32).max
 FAR = 2.0**20
 
 
