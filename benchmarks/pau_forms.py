@@ -3,8 +3,9 @@
 PAU is P(x) / Q(|x|), degrees 5 and 4. The hand formula (``actlab.bench.hand``) divides the
 two polynomials as written; its x^5 overflows above |x| = 5.1e7 (float32), so it returns
 +-inf there and NaN from 4.3e9 on and at +-inf, where f is about 0.723 x. The fast path
-(``actlab.catalog.fast_forms``) keeps f exact everywhere. This script compiles, each alone
-and timed in one process and one thread (interleaved rounds, as ``benchmarks/kernels.py``):
+keeps f exact everywhere: on the CPU in float32 with a C kernel, elsewhere with the compiled
+fast form (``actlab.catalog.fast_forms``). This script compiles, each alone and timed in one
+process and one thread (interleaved rounds, as ``benchmarks/kernels.py``):
 
 * ``hand``: the hand formula (the kernel benchmark's peer), and ``hand again`` (its A/A);
 * ``fast form``: the fast path's forward: the direct form for |x| <= 1 and numerator and
@@ -15,7 +16,10 @@ and timed in one process and one thread (interleaved rounds, as ``benchmarks/ker
   ``a5 x / |b4| + (a4 - a5 |b3| sign(x) / |b4|) / |b4|`` beyond |x| = 2^20 (approximate
   there, and wrong where b4 = 0; its three constants computed before the kernel);
 * ``exponent scaling``: numerator and denominator scaled by 2^-floor(log2 |x|) from the
-  exponent bits (exact), evaluated as homogeneous polynomials.
+  exponent bits (exact), evaluated as homogeneous polynomials;
+* ``C kernel``: actlab's own kernel (``actlab.catalog.cpu_kernels``, what the fast path runs
+  on the CPU in float32): the direct form, and per block of 256 elements one test for an
+  element beyond the direct form's range, evaluated again in double only then (exact).
 
 It prints each as a ratio to the clone and to the hand formula, and the values (eager) at a
 few large and non-finite inputs against the catalog's float64 pau. ``--reuse-memory`` keeps freed
@@ -41,6 +45,7 @@ from actlab.bench.kernels import compile_hand
 from actlab.bench.timing import measure, reuse_memory
 from actlab.catalog.builtins import PAU_A, PAU_B
 from actlab.catalog.builtins import _horner as horner
+from actlab.catalog.cpu_kernels import build_error, cpu_kernel
 from actlab.catalog.fast_forms import FAST_FORMS
 
 FLOAT32_MAX = torch.finfo(torch.float32).max
@@ -124,6 +129,13 @@ def main() -> None:
         # compile_hand: a code object of its own for each (dynamo caches graphs per code)
         compiled[name], _ = compile_hand(plain[name], name)
         fns[name] = lambda c=compiled[name]: c(x)
+    kernel = cpu_kernel("pau")
+    if kernel is not None:  # a ctypes call: nothing to compile
+        coefficients = [float(act.params[n]) for n in kernel.names]
+        plain["C kernel"] = lambda t: kernel.forward(t.contiguous(), coefficients)
+        fns["C kernel"] = lambda: kernel.forward(x, coefficients)
+    else:
+        print(f"no C kernel: {build_error('pau')}")
     with torch.no_grad():
         t = measure(fns, min_run_time=0.1, rounds=args.rounds, clock="cpu")
         probe = torch.tensor([2.0, 4e7, 6e7, 1e9, 1e12, 3e38, float("inf"), float("-inf")])

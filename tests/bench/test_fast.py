@@ -84,6 +84,14 @@ def test_compiled_within_catalog_tolerance(case):
     assert FastActivationModule(act, precise=True).path(_inputs(act)) == "compiled"
 
 
+def test_c_kernel_within_catalog_tolerance():
+    """pau's C kernel (actlab.catalog.cpu_kernels) on the catalog's points and tolerance."""
+    act = get(("pau", {}))
+    if act.module(fast=True).path(_inputs(act)) != "kernel":
+        pytest.skip("no C kernel here")
+    assert_accurate(FastView(act), _inputs(act), rtol=1e-5)
+
+
 @pytest.mark.parametrize("name", sorted(NATIVE_AUTOGRAD))
 def test_default_fast_path_runs_the_native_op(name):
     """GELU (the transformer default) and sigmoid: the default fast path is the native

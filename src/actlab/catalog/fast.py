@@ -19,7 +19,9 @@ A few built-ins have a cheaper, equally stable float32 formulation used only her
 mish with one ``exp`` instead of ``exp``, ``log1p`` and ``tanh``); the tests hold them to
 the catalog's tolerances. Piecewise-linear built-ins with an exact native kernel (relu,
 leaky_relu, hardtanh, ...) call ATen's single-pass forward and backward loops instead of
-compiling (:data:`actlab.catalog.fast_forms.NATIVE_KERNELS`).
+compiling (:data:`actlab.catalog.fast_forms.NATIVE_KERNELS`). pau runs actlab's own C
+kernel on the CPU in float32 (:mod:`actlab.catalog.cpu_kernels`: exact where x^5 overflows
+and as fast as the compiled formula that is not), when a C compiler is there.
 
 Compiled kernels are cached per (spec, parameter values, learned parameters, dtype,
 device); tensors are flattened so that one dynamic-shape kernel serves every shape.
@@ -52,6 +54,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from actlab.catalog.activation import Activation, ActivationModule, _as_tensor
+from actlab.catalog.cpu_kernels import cpu_kernel, has_cpu_kernel
 from actlab.catalog.fast_forms import (
     APPROXIMATE_FORMS,
     FAST_FORMS,
@@ -233,12 +236,14 @@ class _Kernels:
     ``"compiled"``; ``"aten"`` (ATen's own single-pass kernels, for piecewise-linear
     built-ins without learned parameters);
     ``"aten+compiled"`` (ATen's forward where it is as accurate and faster, compiled
-    backward); or ``"eager"`` (the functions uncompiled, after a fall-back or with
-    ``ACTLAB_NO_COMPILE``).
+    backward); ``"kernel"`` (actlab's own C kernel, :mod:`actlab.catalog.cpu_kernels`:
+    pau on CPU in float32); or ``"eager"`` (the functions uncompiled, after a fall-back or
+    with ``ACTLAB_NO_COMPILE``).
     """
 
     def __init__(
-        self, act: Activation, learned: tuple[str, ...], tag: str, precise: bool = False
+        self, act: Activation, learned: tuple[str, ...], tag: str, precise: bool = False,
+        dtype: torch.dtype = torch.float32, device: torch.device | None = None,
     ) -> None:
         self.act = act
         self.learned = learned
@@ -264,6 +269,11 @@ class _Kernels:
         if len(self.aten) < 2 and not self.compiling:
             self.error = f"{NO_COMPILE_ENV} is set"
         self.tag = tag
+        # actlab's own C kernel (float32 on the CPU), else the compiled torch form
+        on_cpu = device is None or torch.device(device).type == "cpu"
+        self.cpu = (cpu_kernel(act.spec.name)
+                    if act.spec.builtin and has_cpu_kernel(act.spec.name) and on_cpu
+                    and dtype == torch.float32 and self.compiling else None)
 
     @property
     def native(self) -> bool:
@@ -277,6 +287,8 @@ class _Kernels:
             return "aten"
         if not self.compiling:
             return "eager"
+        if self.cpu is not None:
+            return "kernel"
         return "aten+compiled" if self.aten else "compiled"
 
     def _fail(self, exc: BaseException) -> None:
@@ -298,15 +310,33 @@ class _Kernels:
             self._compiled[which] = fn
         return fn
 
-    def _run(self, which: str, *args: Tensor) -> Any:
+    def _run(self, which: str, *args: Tensor, params: bool = True) -> Any:
         # the kernels save nothing (no_grad); saved-tensor hooks (actlab.low_memory(),
         # torch's save_on_cpu, checkpointing) would stop torch.func and dynamo
         if torch._C._autograd._top_saved_tensors_default_hooks(False) is None:
-            return self._run_kernel(which, *args)
+            return self._run_kernel(which, *args, params=params)
         with hooks_suspended():
-            return self._run_kernel(which, *args)
+            return self._run_kernel(which, *args, params=params)
 
-    def _run_kernel(self, which: str, *args: Tensor) -> Any:
+    def _run_cpu(self, which: str, x: Tensor, *rest: Tensor, params: bool) -> Any:
+        """Through :attr:`cpu` (the C kernel): ``f(x)``, or ``(gx, *gp)`` (``gp`` when
+        ``params``) for ``rest = (g, *p)``."""
+        assert self.cpu is not None
+        g, p = (None, rest) if which == "fwd" else (rest[0], rest[1:])
+        values = {**self.act.params, **dict(zip(self.learned, p, strict=True))}
+        coefficients = [values[n] for n in self.cpu.names]
+        if g is None:
+            return self.cpu.forward(x, coefficients)
+        gx, sums = self.cpu.backward(x, g, coefficients, params=params and bool(p))
+        if sums is None:
+            return (gx,)
+        index = {n: i for i, n in enumerate(self.cpu.names)}
+        return (gx, *(sums[index[n]].to(v.dtype).reshape(v.shape)
+                      for n, v in zip(self.learned, p, strict=True)))
+
+    def _run_kernel(self, which: str, *args: Tensor, params: bool = True) -> Any:
+        if self.cpu is not None and not torch.compiler.is_compiling():
+            return self._run_cpu(which, *args, params=params)
         raw = self.fwd if which == "fwd" else self.bwd
         if self.compiling and which not in self.aten and not torch.compiler.is_compiling():
             try:
@@ -327,8 +357,13 @@ class _Kernels:
     def forward(self, x: Tensor, p: Sequence[Tensor]) -> Tensor:
         return self._run("fwd", x, *p)
 
-    def backward(self, x: Tensor, g: Tensor, p: Sequence[Tensor]) -> tuple[Tensor, ...]:
-        return self._run("bwd", x, g, *p)
+    def backward(
+        self, x: Tensor, g: Tensor, p: Sequence[Tensor], params: bool = True
+    ) -> tuple[Tensor, ...]:
+        """``(gx, *gp)``; ``gp`` (the learned parameters' gradients) only when ``params``
+        (``p`` is still needed for the values)."""
+        out = self._run("bwd", x, g, *p, params=params)
+        return out if params else out[:1]
 
 
 def _kernels(
@@ -343,7 +378,8 @@ def _kernels(
             _CACHE.move_to_end(key)
             return k
     tag = f"{spec.name}_{len(_CACHE)}".replace("-", "_")
-    k = _Kernels(act, learned, "".join(c if c.isalnum() else "_" for c in tag), precise)
+    k = _Kernels(act, learned, "".join(c if c.isalnum() else "_" for c in tag), precise,
+                 x.dtype, x.device)
     k.spec = spec  # keeps id(spec) alive while the entry is cached
     with _LOCK:
         k = _CACHE.setdefault(key, k)
@@ -390,10 +426,9 @@ class _FastFn(torch.autograd.Function):
         rows = (-1, xf.shape[-1] // 2) if kernels.act.gated else (-1, *xf.shape[1:])
         g = grad_out.contiguous().view(rows).detach()
         need_p = any(ctx.needs_input_grad[2:])
-        if need_p:
-            gx, *gp = kernels.backward(xf, g, p)
-        else:
-            (gx,) = kernels.backward(xf, g, ())
+        # p always: frozen learned parameters still give their values
+        gx, *gp = kernels.backward(xf, g, p, params=need_p)
+        if not need_p:
             gp = [None] * len(p)
         grad_x = gx.view(ctx.shape) if ctx.needs_input_grad[1] else None
         return (None, grad_x, *gp)
@@ -472,7 +507,8 @@ class FastActivationModule(ActivationModule):
         """How inputs like ``x`` run: ``"compiled"``, ``"aten"`` (ATen's own single-pass
         kernels, for piecewise-linear built-ins), ``"native"`` (the native op and its
         autograd: gelu, gelu_tanh, sigmoid, tanh unless ``precise``), ``"aten+compiled"`` (ATen
-        forward, compiled backward) or ``"eager"`` (after a fall-back)."""
+        forward, compiled backward), ``"kernel"`` (actlab's C kernel: pau, CPU, float32) or
+        ``"eager"`` (after a fall-back)."""
         return _kernels(self.act, self._learned, x, self.precise).path
 
     def compiled(self, x: Tensor) -> bool:

@@ -16,10 +16,12 @@ Example:
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
 DEVICE_ENV = "ACTLAB_DEVICE"
+CACHE_ENV = "ACTLAB_CACHE"
 _KINDS = ("cpu", "cuda", "mps", "xpu")
 #: the share of the available memory a single computation may plan to use
 MEMORY_FRACTION = 0.8
@@ -134,3 +136,10 @@ def require_memory(
         f"{what} needs about {format_bytes(nbytes)}, more than the "
         f"{format_bytes(have)} available on {torch.device(device)}{tail}"
     )
+
+
+def cache_dir() -> Path:
+    """Where actlab caches what it generates (data, built kernels): ``$ACTLAB_CACHE``, else
+    ``~/.cache/actlab``."""
+    root = os.environ.get(CACHE_ENV)
+    return Path(root) if root else Path.home() / ".cache" / "actlab"

@@ -19,13 +19,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from actlab.catalog.runtime import cache_dir
 from actlab.experiments.data.cifar import load_cifar10, read_batch
 from actlab.experiments.data.core import (
     DataError,
     DataFileMissing,
     Dataset,
     TextData,
-    cache_dir,
     standardize,
 )
 from actlab.experiments.data.download import RemoteFile, fetch, file_digest

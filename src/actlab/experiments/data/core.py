@@ -1,10 +1,8 @@
-"""The in-memory dataset types, the error type of every loader, and the cache directory."""
+"""The in-memory dataset types and the error type of every loader."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,12 +15,6 @@ class DataError(ValueError):
 
 class DataFileMissing(DataError, FileNotFoundError):
     """An expected dataset file does not exist."""
-
-
-def cache_dir() -> Path:
-    """Where generated data is cached: ``$ACTLAB_CACHE``, else ``~/.cache/actlab``."""
-    root = os.environ.get("ACTLAB_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "actlab"
 
 
 @dataclass(frozen=True)

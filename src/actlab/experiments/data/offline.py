@@ -11,7 +11,8 @@ import tempfile
 import numpy as np
 import torch
 
-from actlab.experiments.data.core import Dataset, TextData, cache_dir, from_numpy, standardize
+from actlab.catalog.runtime import cache_dir
+from actlab.experiments.data.core import Dataset, TextData, from_numpy, standardize
 
 
 def digits(split_seed: int = 0, test_fraction: float = 0.25) -> Dataset:

@@ -1,0 +1,272 @@
+/* PAU (safe, degrees 5/4) on CPU, float32: forward and backward kernels.
+ *
+ *   f(x) = P(x) / Q(|x|),  P = a0 + a1 x + ... + a5 x^5,  Q = 1 + e1 w + ... + e4 w^4,
+ *   e_k = |b_k|, w = |x|.
+ *
+ * Every element is evaluated by the direct form (Horner's rule, one division), which is
+ * what a compiled hand formula costs. Against overflow, each block of BLOCK elements also
+ * notes whether an element lies beyond T (where (8 max|coef|) T^5 reaches FLT_MAX; at most
+ * 2^16) or is NaN; only then are those elements evaluated again, in double precision, by
+ * the form divided by x^5 (z = 1/x), as actlab.catalog.fast_forms._pau* does. So
+ * the result is exact everywhere (f(+-inf) = +-inf a5 / e4) while the common case pays
+ * only a compare per element: inductor cannot branch per block and pays selects instead.
+ *
+ * The backward writes g f'(x) and, when asked, the ten parameter gradients, summed in
+ * float32 lanes per block and in double across blocks. Threads: the range is split into
+ * nthreads contiguous parts (pthreads, joined before returning; sums added in order, so
+ * the result depends on the thread count only through the order of the sums).
+ * target_clones compiles each range loop for AVX-512, AVX2+FMA and plain x86-64/other,
+ * chosen at load time. Built and loaded by actlab.catalog.cpu_kernels.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#define BLOCK 256
+#define NSUMS 10
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
+#else
+#define CLONES
+#endif
+
+typedef struct {
+    float a[6], e[5], sb[4], far;
+    double ad[6], ed[5];
+} coef_t;
+
+static void setup(coef_t *c, const float *p) {
+    float m = 1.0f;
+    for (int k = 0; k < 6; ++k) {
+        c->a[k] = p[k];
+        c->ad[k] = p[k];
+        m = fmaxf(m, fabsf(p[k]));
+    }
+    c->e[0] = 1.0f;
+    c->ed[0] = 1.0;
+    for (int k = 1; k < 5; ++k) {
+        float b = p[5 + k];
+        c->e[k] = fabsf(b);
+        c->ed[k] = c->e[k];
+        c->sb[k - 1] = (float)((b > 0) - (b < 0));
+        m = fmaxf(m, c->e[k]);
+    }
+    float t = powf(3.0e38f / (8.0f * m), 0.2f);
+    c->far = t < 65536.0f ? t : 65536.0f;
+}
+
+/* one element in double: f, and when asked fp = f'(x), da[k] = df/da_k = x^k / Q and
+ * db[k-1] = f |x|^k / Q (= -df/d|b_k|). |x| <= 1: the direct form; beyond, the form divided
+ * by x^5 (z = 1/x, num(z) = sum a_(5-k) z^k, E(w) = sum e_(4-k) w^k, f = num / E * x), as
+ * actlab.catalog.fast_forms._pau* (finite at +-inf, where z = 0) */
+static void point(const coef_t *c, double x, double *f, double *fp, double *da, double *db) {
+    const double *a = c->ad, *e = c->ed;
+    double q[5], r;
+    if (fabs(x) <= 1.0) {
+        double w = fabs(x), sg = (x > 0) - (x < 0);
+        double P = ((((a[5] * x + a[4]) * x + a[3]) * x + a[2]) * x + a[1]) * x + a[0];
+        double Q = (((e[4] * w + e[3]) * w + e[2]) * w + e[1]) * w + e[0];
+        r = 1.0 / Q;
+        *f = P * r;
+        if (!fp)
+            return;
+        double dP = (((5 * a[5] * x + 4 * a[4]) * x + 3 * a[3]) * x + 2 * a[2]) * x + a[1];
+        double dQ = ((4 * e[4] * w + 3 * e[3]) * w + 2 * e[2]) * w + e[1];
+        *fp = (dP - *f * sg * dQ) * r;
+        double xk = 1.0;
+        for (int k = 0; k < 6; ++k, xk *= x)
+            da[k] = xk * r;
+        q[0] = 1.0;
+        for (int k = 1; k < 5; ++k)
+            q[k] = q[k - 1] * w; /* |x|^k */
+    } else {
+        double z = 1.0 / x, w = fabs(z);
+        double num = ((((a[0] * z + a[1]) * z + a[2]) * z + a[3]) * z + a[4]) * z + a[5];
+        double E = (((e[0] * w + e[1]) * w + e[2]) * w + e[3]) * w + e[4];
+        r = 1.0 / E;
+        double u = num * r;
+        *f = u * x;
+        if (!fp)
+            return;
+        double dnum = (((5 * a[0] * z + 4 * a[1]) * z + 3 * a[2]) * z + 2 * a[3]) * z + a[4];
+        double dE = ((4 * e[0] * w + 3 * e[1]) * w + 2 * e[2]) * w + e[3];
+        *fp = (u * (E + w * dE) - z * dnum) * r;
+        double zk = 1.0;
+        for (int k = 4; k >= 0; --k, zk *= z) /* x^k / Q = z^(4-k) / E */
+            da[k] = zk * r;
+        da[5] = x * r;
+        q[4] = 1.0;
+        for (int k = 3; k >= 0; --k)
+            q[k] = q[k + 1] * w; /* |x|^k / x^4 = w^(4-k) */
+    }
+    for (int k = 1; k < 5; ++k)
+        db[k - 1] = *f * q[k] * r;
+}
+
+CLONES static void forward_range(const coef_t *c, const float *restrict x, float *restrict y,
+                                 int64_t lo, int64_t hi) {
+    const float a0 = c->a[0], a1 = c->a[1], a2 = c->a[2], a3 = c->a[3], a4 = c->a[4],
+                a5 = c->a[5], e1 = c->e[1], e2 = c->e[2], e3 = c->e[3], e4 = c->e[4],
+                T = c->far;
+    for (int64_t s = lo; s < hi; s += BLOCK) {
+        int64_t end = hi - s < BLOCK ? hi : s + BLOCK;
+        int far = 0;
+#pragma omp simd reduction(| : far)
+        for (int64_t i = s; i < end; ++i) {
+            float v = x[i], w = fabsf(v);
+            float P = ((((a5 * v + a4) * v + a3) * v + a2) * v + a1) * v + a0;
+            float Q = (((e4 * w + e3) * w + e2) * w + e1) * w + 1.0f;
+            y[i] = P / Q;
+            far |= !(w <= T);
+        }
+        if (far)
+            for (int64_t i = s; i < end; ++i)
+                if (!(fabsf(x[i]) <= T)) {
+                    double f;
+                    point(c, x[i], &f, 0, 0, 0);
+                    y[i] = (float)f;
+                }
+    }
+}
+
+CLONES static void backward_range(const coef_t *c, const float *restrict x,
+                                  const float *restrict g, float *restrict gx, int64_t lo,
+                                  int64_t hi, double *sums) {
+    const float a0 = c->a[0], a1 = c->a[1], a2 = c->a[2], a3 = c->a[3], a4 = c->a[4],
+                a5 = c->a[5], e1 = c->e[1], e2 = c->e[2], e3 = c->e[3], e4 = c->e[4],
+                T = c->far;
+    for (int64_t s = lo; s < hi; s += BLOCK) {
+        int64_t end = hi - s < BLOCK ? hi : s + BLOCK;
+        int far = 0;
+        if (sums) {
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, t1 = 0, t2 = 0, t3 = 0, t4 = 0;
+#pragma omp simd reduction(| : far) reduction(+ : s0, s1, s2, s3, s4, s5, t1, t2, t3, t4)
+            for (int64_t i = s; i < end; ++i) {
+                float v = x[i], gi = g[i], w = fabsf(v);
+                far |= !(w <= T);
+                float sg = (float)((v > 0) - (v < 0));
+                float P = ((((a5 * v + a4) * v + a3) * v + a2) * v + a1) * v + a0;
+                float dP = (((5 * a5 * v + 4 * a4) * v + 3 * a3) * v + 2 * a2) * v + a1;
+                float Q = (((e4 * w + e3) * w + e2) * w + e1) * w + 1.0f;
+                float dQ = ((4 * e4 * w + 3 * e3) * w + 2 * e2) * w + e1;
+                float r = 1.0f / Q, f = P * r, gr = gi * r, gf = gr * f;
+                gx[i] = gi * (dP - f * sg * dQ) * r;
+                float v2 = v * v, w2 = w * w;
+                s0 += gr;
+                s1 += gr * v;
+                s2 += gr * v2;
+                s3 += gr * v2 * v;
+                s4 += gr * v2 * v2;
+                s5 += gr * v2 * v2 * v;
+                t1 += gf * w;
+                t2 += gf * w2;
+                t3 += gf * w2 * w;
+                t4 += gf * w2 * w2;
+            }
+            double b[NSUMS] = {s0, s1, s2, s3, s4, s5, t1, t2, t3, t4};
+            for (int k = 0; !far && k < NSUMS; ++k)
+                sums[k] += b[k];
+        } else {
+#pragma omp simd reduction(| : far)
+            for (int64_t i = s; i < end; ++i) {
+                float v = x[i], w = fabsf(v);
+                float sg = (float)((v > 0) - (v < 0));
+                float P = ((((a5 * v + a4) * v + a3) * v + a2) * v + a1) * v + a0;
+                float dP = (((5 * a5 * v + 4 * a4) * v + 3 * a3) * v + 2 * a2) * v + a1;
+                float Q = (((e4 * w + e3) * w + e2) * w + e1) * w + 1.0f;
+                float dQ = ((4 * e4 * w + 3 * e3) * w + 2 * e2) * w + e1;
+                float r = 1.0f / Q;
+                gx[i] = g[i] * (dP - P * r * sg * dQ) * r;
+                far |= !(w <= T);
+            }
+        }
+        if (!far)
+            continue;
+        /* a block with an element beyond T (or NaN): those elements' gx, and (the float
+         * sums above hold their inf or NaN) every element's parameter terms, in double */
+        for (int64_t i = s; i < end; ++i) {
+            int out = !(fabsf(x[i]) <= T);
+            if (!out && !sums)
+                continue;
+            double f, fp, da[6], db[4];
+            point(c, x[i], &f, &fp, da, db);
+            if (out)
+                gx[i] = (float)(g[i] * fp);
+            for (int k = 0; sums && k < 6; ++k)
+                sums[k] += g[i] * da[k];
+            for (int k = 0; sums && k < 4; ++k)
+                sums[6 + k] += g[i] * db[k];
+        }
+    }
+}
+
+typedef struct {
+    const coef_t *c;
+    const float *x, *g;
+    float *y;
+    int64_t lo, hi;
+    int want_sums;
+    double sums[NSUMS];
+} job_t;
+
+static void *work(void *arg) {
+    job_t *j = (job_t *)arg;
+    if (j->g)
+        backward_range(j->c, j->x, j->g, j->y, j->lo, j->hi, j->want_sums ? j->sums : 0);
+    else
+        forward_range(j->c, j->x, j->y, j->lo, j->hi);
+    return 0;
+}
+
+#define MAX_THREADS 256
+#define MIN_PER_THREAD (1 << 15)
+
+/* [0, n) in up to nthreads parts of whole blocks, the first in the calling thread (and any
+ * part whose thread could not be started) */
+static void run(const coef_t *c, const float *x, const float *g, float *y, int64_t n,
+                int nthreads, double *sums) {
+    job_t jobs[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    int started[MAX_THREADS];
+    int64_t blocks = (n + BLOCK - 1) / BLOCK, most = n / MIN_PER_THREAD;
+    int t = nthreads < 1 ? 1 : (nthreads > MAX_THREADS ? MAX_THREADS : nthreads);
+    if (t > most)
+        t = most < 1 ? 1 : (int)most;
+    for (int k = 0; k < t; ++k) {
+        int64_t lo = blocks * k / t * BLOCK, hi = blocks * (k + 1) / t * BLOCK;
+        jobs[k] = (job_t){c, x, g, y, lo < n ? lo : n, hi < n ? hi : n, sums != 0, {0}};
+    }
+    for (int k = 1; k < t; ++k)
+        started[k] = pthread_create(&tid[k], 0, work, &jobs[k]) == 0;
+    work(&jobs[0]);
+    for (int k = 1; k < t; ++k) {
+        if (started[k])
+            pthread_join(tid[k], 0);
+        else
+            work(&jobs[k]);
+    }
+    if (!sums)
+        return;
+    for (int i = 0; i < NSUMS; ++i) {
+        sums[i] = 0.0;
+        for (int k = 0; k < t; ++k)
+            sums[i] += jobs[k].sums[i];
+    }
+    for (int i = 0; i < 4; ++i) /* df/db_k = -sign(b_k) sum g f |x|^k / Q */
+        sums[6 + i] *= -c->sb[i];
+}
+
+/* p: a0..a5, b1..b4 (float32) */
+void actlab_pau_forward(const float *x, float *y, int64_t n, const float *p, int nthreads) {
+    coef_t c;
+    setup(&c, p);
+    run(&c, x, 0, y, n, nthreads, 0);
+}
+
+/* gx = g f'(x); sums (NULL or 10 doubles): the gradients of a0..a5, b1..b4 */
+void actlab_pau_backward(const float *x, const float *g, float *gx, int64_t n, const float *p,
+                        double *sums, int nthreads) {
+    coef_t c;
+    setup(&c, p);
+    run(&c, x, g, gx, n, nthreads, sums);
+}
