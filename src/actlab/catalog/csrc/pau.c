@@ -55,6 +55,27 @@ static void setup(coef_t *c, const float *p) {
     c->far = t < 65536.0f ? t : 65536.0f;
 }
 
+/* the direct form's polynomials in float32 (Horner's rule; inlined into the vector loops) */
+static inline float poly_p(const coef_t *c, float v) {
+    const float *a = c->a;
+    return ((((a[5] * v + a[4]) * v + a[3]) * v + a[2]) * v + a[1]) * v + a[0];
+}
+
+static inline float poly_dp(const coef_t *c, float v) {
+    const float *a = c->a;
+    return (((5 * a[5] * v + 4 * a[4]) * v + 3 * a[3]) * v + 2 * a[2]) * v + a[1];
+}
+
+static inline float poly_q(const coef_t *c, float w) {
+    const float *e = c->e;
+    return (((e[4] * w + e[3]) * w + e[2]) * w + e[1]) * w + 1.0f;
+}
+
+static inline float poly_dq(const coef_t *c, float w) {
+    const float *e = c->e;
+    return ((4 * e[4] * w + 3 * e[3]) * w + 2 * e[2]) * w + e[1];
+}
+
 /* one element in double: f, and when asked fp = f'(x), da[k] = df/da_k = x^k / Q and
  * db[k-1] = f |x|^k / Q (= -df/d|b_k|). |x| <= 1: the direct form; beyond, the form divided
  * by x^5 (z = 1/x, num(z) = sum a_(5-k) z^k, E(w) = sum e_(4-k) w^k, f = num / E * x), as
@@ -105,18 +126,15 @@ static void point(const coef_t *c, double x, double *f, double *fp, double *da, 
 
 CLONES static void forward_range(const coef_t *c, const float *restrict x, float *restrict y,
                                  int64_t lo, int64_t hi) {
-    const float a0 = c->a[0], a1 = c->a[1], a2 = c->a[2], a3 = c->a[3], a4 = c->a[4],
-                a5 = c->a[5], e1 = c->e[1], e2 = c->e[2], e3 = c->e[3], e4 = c->e[4],
-                T = c->far;
+    const coef_t k = *c; /* a local copy: the loops keep the coefficients in registers */
+    const float T = k.far;
     for (int64_t s = lo; s < hi; s += BLOCK) {
         int64_t end = hi - s < BLOCK ? hi : s + BLOCK;
         int far = 0;
 #pragma omp simd reduction(| : far)
         for (int64_t i = s; i < end; ++i) {
             float v = x[i], w = fabsf(v);
-            float P = ((((a5 * v + a4) * v + a3) * v + a2) * v + a1) * v + a0;
-            float Q = (((e4 * w + e3) * w + e2) * w + e1) * w + 1.0f;
-            y[i] = P / Q;
+            y[i] = poly_p(&k, v) / poly_q(&k, w);
             far |= !(w <= T);
         }
         if (far)
@@ -132,9 +150,8 @@ CLONES static void forward_range(const coef_t *c, const float *restrict x, float
 CLONES static void backward_range(const coef_t *c, const float *restrict x,
                                   const float *restrict g, float *restrict gx, int64_t lo,
                                   int64_t hi, double *sums) {
-    const float a0 = c->a[0], a1 = c->a[1], a2 = c->a[2], a3 = c->a[3], a4 = c->a[4],
-                a5 = c->a[5], e1 = c->e[1], e2 = c->e[2], e3 = c->e[3], e4 = c->e[4],
-                T = c->far;
+    const coef_t k = *c;
+    const float T = k.far;
     for (int64_t s = lo; s < hi; s += BLOCK) {
         int64_t end = hi - s < BLOCK ? hi : s + BLOCK;
         int far = 0;
@@ -145,12 +162,8 @@ CLONES static void backward_range(const coef_t *c, const float *restrict x,
                 float v = x[i], gi = g[i], w = fabsf(v);
                 far |= !(w <= T);
                 float sg = (float)((v > 0) - (v < 0));
-                float P = ((((a5 * v + a4) * v + a3) * v + a2) * v + a1) * v + a0;
-                float dP = (((5 * a5 * v + 4 * a4) * v + 3 * a3) * v + 2 * a2) * v + a1;
-                float Q = (((e4 * w + e3) * w + e2) * w + e1) * w + 1.0f;
-                float dQ = ((4 * e4 * w + 3 * e3) * w + 2 * e2) * w + e1;
-                float r = 1.0f / Q, f = P * r, gr = gi * r, gf = gr * f;
-                gx[i] = gi * (dP - f * sg * dQ) * r;
+                float r = 1.0f / poly_q(&k, w), f = poly_p(&k, v) * r, gr = gi * r, gf = gr * f;
+                gx[i] = gi * (poly_dp(&k, v) - f * sg * poly_dq(&k, w)) * r;
                 float v2 = v * v, w2 = w * w;
                 s0 += gr;
                 s1 += gr * v;
@@ -171,12 +184,8 @@ CLONES static void backward_range(const coef_t *c, const float *restrict x,
             for (int64_t i = s; i < end; ++i) {
                 float v = x[i], w = fabsf(v);
                 float sg = (float)((v > 0) - (v < 0));
-                float P = ((((a5 * v + a4) * v + a3) * v + a2) * v + a1) * v + a0;
-                float dP = (((5 * a5 * v + 4 * a4) * v + 3 * a3) * v + 2 * a2) * v + a1;
-                float Q = (((e4 * w + e3) * w + e2) * w + e1) * w + 1.0f;
-                float dQ = ((4 * e4 * w + 3 * e3) * w + 2 * e2) * w + e1;
-                float r = 1.0f / Q;
-                gx[i] = g[i] * (dP - P * r * sg * dQ) * r;
+                float r = 1.0f / poly_q(&k, w);
+                gx[i] = g[i] * (poly_dp(&k, v) - poly_p(&k, v) * r * sg * poly_dq(&k, w)) * r;
                 far |= !(w <= T);
             }
         }
