@@ -6,13 +6,15 @@
  * Every element is evaluated by the direct form (Horner's rule, one division), which is
  * what a compiled hand formula costs. Against overflow, each block of BLOCK elements also
  * notes whether an element lies beyond T (where (8 max|coef|) T^5 reaches FLT_MAX; at most
- * 2^16) or is NaN; only then are those elements evaluated again, in double precision, by
- * the form divided by x^5 (z = 1/x), as actlab.catalog.fast_forms._pau* does. So
- * the result is exact everywhere (f(+-inf) = +-inf a5 / e4) while the common case pays
- * only a compare per element: inductor cannot branch per block and pays selects instead.
+ * 2^16) or is NaN; only then are those elements evaluated again, in double precision, with
+ * the forms of actlab.catalog.fast_forms._pau* (direct for |x| <= 1, divided by x^5 beyond;
+ * point() below). So the result is exact everywhere (f(+-inf) = (a5 / e4) (+-inf)) while
+ * the common case pays one compare per element: inductor cannot branch per block and pays
+ * selects on every element instead.
  *
  * The backward writes g f'(x) and, when asked, the ten parameter gradients, summed in
- * float32 lanes per block and in double across blocks. Threads: the range is split into
+ * float32 lanes per block and in double across blocks (a block that holds an element
+ * beyond T sums all its terms in double instead). Threads: the range is split into
  * nthreads contiguous parts (pthreads, joined before returning; sums added in order, so
  * the result depends on the thread count only through the order of the sums).
  * target_clones compiles each range loop for AVX-512, AVX2+FMA and plain x86-64/other,
@@ -24,7 +26,7 @@
 
 #define BLOCK 256
 #define NSUMS 10
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__) /* ifunc: glibc */
 #define CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
 #else
 #define CLONES
