@@ -19,9 +19,10 @@ A few built-ins have a cheaper, equally stable float32 formulation used only her
 mish with one ``exp`` instead of ``exp``, ``log1p`` and ``tanh``); the tests hold them to
 the catalog's tolerances. Piecewise-linear built-ins with an exact native kernel (relu,
 leaky_relu, hardtanh, ...) call ATen's single-pass forward and backward loops instead of
-compiling (:data:`actlab.catalog.fast_forms.NATIVE_KERNELS`). pau runs actlab's own C
-kernel on the CPU in float32 (:mod:`actlab.catalog.cpu_kernels`: exact where x^5 overflows
-and as fast as the compiled formula that is not), when a C compiler is there.
+compiling (:data:`actlab.catalog.fast_forms.NATIVE_KERNELS`). pau, isru, isrlu and
+bent_identity run actlab's own C kernels on the CPU in float32
+(:mod:`actlab.catalog.cpu_kernels`: exact where their formulas overflow, and as fast as the
+compiled formulas that are not), when a C compiler is there.
 
 Compiled kernels are cached per (spec, parameter values, learned parameters, dtype,
 device); tensors are flattened so that one dynamic-shape kernel serves every shape.
@@ -237,8 +238,8 @@ class _Kernels:
     built-ins without learned parameters);
     ``"aten+compiled"`` (ATen's forward where it is as accurate and faster, compiled
     backward); ``"kernel"`` (actlab's own C kernel, :mod:`actlab.catalog.cpu_kernels`:
-    pau on CPU in float32); or ``"eager"`` (the functions uncompiled, after a fall-back or
-    with ``ACTLAB_NO_COMPILE``).
+    pau, isru, isrlu, bent_identity on the CPU in float32); or ``"eager"`` (the functions
+    uncompiled, after a fall-back or with ``ACTLAB_NO_COMPILE``).
     """
 
     def __init__(
@@ -269,11 +270,13 @@ class _Kernels:
         if len(self.aten) < 2 and not self.compiling:
             self.error = f"{NO_COMPILE_ENV} is set"
         self.tag = tag
-        # actlab's own C kernel (float32 on the CPU), else the compiled torch form
-        on_cpu = device is None or torch.device(device).type == "cpu"
-        self.cpu = (cpu_kernel(act.spec.name)
-                    if act.spec.builtin and has_cpu_kernel(act.spec.name) and on_cpu
-                    and dtype == torch.float32 and self.compiling else None)
+        # actlab's own C kernel (float32 on the CPU), else the compiled torch form; a kernel
+        # of an activation with an approximate form computes that form (not when precise)
+        name = act.spec.name
+        wanted = (act.spec.builtin and has_cpu_kernel(name) and self.compiling
+                  and (device is None or torch.device(device).type == "cpu")
+                  and dtype == torch.float32 and not (precise and name in APPROXIMATE_FORMS))
+        self.cpu = cpu_kernel(name) if wanted else None
 
     @property
     def native(self) -> bool:
@@ -330,7 +333,7 @@ class _Kernels:
         gx, sums = self.cpu.backward(x, g, coefficients, params=params and bool(p))
         if sums is None:
             return (gx,)
-        index = {n: i for i, n in enumerate(self.cpu.names)}
+        index = {n: i for i, n in enumerate(self.cpu.learnable)}
         return (gx, *(sums[index[n]].to(v.dtype).reshape(v.shape)
                       for n, v in zip(self.learned, p, strict=True)))
 
@@ -507,7 +510,8 @@ class FastActivationModule(ActivationModule):
         """How inputs like ``x`` run: ``"compiled"``, ``"aten"`` (ATen's own single-pass
         kernels, for piecewise-linear built-ins), ``"native"`` (the native op and its
         autograd: gelu, gelu_tanh, sigmoid, tanh unless ``precise``), ``"aten+compiled"`` (ATen
-        forward, compiled backward), ``"kernel"`` (actlab's C kernel: pau, CPU, float32) or
+        forward, compiled backward), ``"kernel"`` (actlab's C kernel: pau, isru, isrlu,
+        bent_identity on the CPU in float32) or
         ``"eager"`` (after a fall-back)."""
         return _kernels(self.act, self._learned, x, self.precise).path
 
