@@ -58,6 +58,7 @@ from actlab.catalog.activation import Activation, ActivationModule, _as_tensor
 from actlab.catalog.cpu_kernels import cpu_kernel, has_cpu_kernel
 from actlab.catalog.fast_forms import (
     APPROXIMATE_FORMS,
+    COMPILED_FORWARD,
     FAST_FORMS,
     NATIVE_AUTOGRAD,
     NATIVE_FORWARD,
@@ -237,7 +238,8 @@ class _Kernels:
     ``"compiled"``; ``"aten"`` (ATen's own single-pass kernels, for piecewise-linear
     built-ins without learned parameters);
     ``"aten+compiled"`` (ATen's forward where it is as accurate and faster, compiled
-    backward); ``"kernel"`` (actlab's own C kernel, :mod:`actlab.catalog.cpu_kernels`:
+    backward); ``"compiled+aten"`` (the reverse: hardswish, whose compiled forward gives
+    ATen's values faster); ``"kernel"`` (actlab's own C kernel, :mod:`actlab.catalog.cpu_kernels`:
     pau, isru, isrlu, bent_identity on the CPU in float32); or ``"eager"`` (the functions
     uncompiled, after a fall-back or with ``ACTLAB_NO_COMPILE``).
     """
@@ -256,6 +258,9 @@ class _Kernels:
         self.fwd, self.bwd = native or _functions(act, learned, precise)
         # which directions run ATen's own kernels (never compiled)
         self.aten: set[str] = {"fwd", "bwd"} if native else set()
+        if native and act.spec.name in COMPILED_FORWARD:  # same values, faster compiled
+            self.fwd = _functions(act, learned, precise)[0]
+            self.aten = {"bwd"}
         if not native and not learned and act.spec.builtin:
             factory = NATIVE_FORWARD.get(act.spec.name)
             fwd = factory(act.params) if factory is not None else None
@@ -292,6 +297,8 @@ class _Kernels:
             return "eager"
         if self.cpu is not None:
             return "kernel"
+        if self.aten == {"bwd"}:
+            return "compiled+aten"
         return "aten+compiled" if self.aten else "compiled"
 
     def _fail(self, exc: BaseException) -> None:
@@ -510,7 +517,8 @@ class FastActivationModule(ActivationModule):
         """How inputs like ``x`` run: ``"compiled"``, ``"aten"`` (ATen's own single-pass
         kernels, for piecewise-linear built-ins), ``"native"`` (the native op and its
         autograd: gelu, gelu_tanh, sigmoid, tanh unless ``precise``), ``"aten+compiled"`` (ATen
-        forward, compiled backward), ``"kernel"`` (actlab's C kernel: pau, isru, isrlu,
+        forward, compiled backward), ``"compiled+aten"`` (hardswish: compiled forward,
+        ATen's backward), ``"kernel"`` (actlab's C kernel: pau, isru, isrlu,
         bent_identity on the CPU in float32) or
         ``"eager"`` (after a fall-back)."""
         return _kernels(self.act, self._learned, x, self.precise).path

@@ -698,6 +698,12 @@ NATIVE_KERNELS: dict[str, tuple[Callable[..., Tensor], Callable[..., Tensor]]] =
 }
 
 
+#: Of those, the ones whose forward compiled by inductor gives ATen's values bit for bit and
+#: runs faster (hardswish: 1.11 against ATen's 1.18 clones on a Xeon, 2^24 elements, one
+#: thread): the fast path compiles their forward and keeps ATen's backward.
+COMPILED_FORWARD = frozenset({"hardswish"})
+
+
 # Native ops that are less accurate than the catalog's tolerance somewhere
 # (actlab.catalog.native.APPROXIMATE) and at least as fast as the compiled forms: the
 # default fast path runs them with PyTorch's own autograd, as the default module does
