@@ -4,7 +4,7 @@ pau, isru, isrlu and bent_identity have one (``csrc/kernels.c``). Their exact fl
 need a guard: against the overflow of x^5 beyond |x| = 5e7 (pau) or of x^2 beyond 1.8e19,
 and for the limits at +-inf. Inside inductor's loop a guard costs selects on every element
 (pau's forward+backward 1.17x the compiled hand formula, which has no guard and returns inf
-or NaN there; isru, isrlu, bent_identity 1.05-1.10x forward); the C kernels test a block of
+or NaN there; isru, isrlu, bent_identity 1.03-1.09x forward); the C kernels test a block of
 256 elements at once and evaluate again, in double, only the elements of a block that holds
 one beyond the direct form's range (see the source's header). Forward and backward are each
 one pass, threaded over ``torch.get_num_threads()``; pau's backward also reduces its ten
