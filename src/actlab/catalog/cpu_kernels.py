@@ -95,7 +95,6 @@ class CpuKernel:
     def __init__(self, lib: ctypes.CDLL, name: str, names: tuple[str, ...],
                  learnable: bool = False) -> None:
         self.name, self.names = name, names
-        self.n_params = len(names)
         self.learnable = names if learnable else ()
         self._fwd = getattr(lib, f"actlab_{name}_forward")
         self._fwd.argtypes = [_PTR, _PTR, ctypes.c_int64, _PTR, ctypes.c_int]
@@ -113,9 +112,10 @@ class CpuKernel:
             raise ValueError("the C kernel's tensors must have one number of elements")
 
     def _coefficients(self, p: Sequence[float | Tensor]) -> ctypes.Array:
-        if len(p) != self.n_params:
-            raise ValueError(f"{self.name} takes {self.n_params} parameters, got {len(p)}")
-        return (ctypes.c_float * max(1, self.n_params))(*(float(v) for v in p))
+        n = len(self.names)
+        if len(p) != n:
+            raise ValueError(f"{self.name} takes {n} parameters, got {len(p)}")
+        return (ctypes.c_float * max(1, n))(*(float(v) for v in p))
 
     def forward(self, x: Tensor, p: Sequence[float | Tensor]) -> Tensor:
         """f(x), same shape."""
